@@ -1,0 +1,131 @@
+"""Settings: the contract of DESIGN.md section 4, read from the environment and ``.env``.
+
+Every variable name is part of the contract; new settings may be added, none renamed. Secrets are
+``SecretStr`` so that ``repr``, logs and error messages show ``**********`` instead of the value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connector.errors import ConfigError
+
+OAUTH_DEFAULT_RPS = 20.0
+API_KEY_DEFAULT_RPS = 4.0
+
+_SECRET_FIELDS = frozenset(
+    {"keap_client_secret", "keap_api_key", "connector_webhook_secret"},
+)
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an http(s) URL such as https://api.infusionsoft.com/crm")
+    return value.rstrip("/")
+
+
+class Settings(BaseSettings):
+    """All settings of the connector; field ``x_y`` is environment variable ``X_Y``."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        hide_input_in_errors=True,
+    )
+
+    keap_api_base_url: str = "https://api.infusionsoft.com/crm"
+    keap_token_url: str = "https://api.infusionsoft.com/token"
+    keap_authorize_url: str = "https://accounts.infusionsoft.com/app/oauth/authorize"
+    keap_client_id: str | None = None
+    keap_client_secret: SecretStr | None = None
+    keap_redirect_uri: str | None = None
+    keap_api_key: SecretStr | None = None
+    keap_user_id: str | None = None
+    keap_requests_per_second: float | None = Field(default=None, gt=0, le=1000)
+    keap_max_attempts: int = Field(default=6, ge=1, le=50)
+    keap_max_retry_seconds: float = Field(default=120.0, gt=0)
+    keap_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    connector_database_url: str = "sqlite:///connector.db"
+    connector_policy_file: Path = Path("policy.toml")
+    connector_webhook_secret: SecretStr | None = None
+    connector_dry_run: bool = False
+    connector_log_format: Literal["text", "json"] = "text"
+    connector_require_https: bool = False
+    connector_worker_concurrency: int = Field(default=4, ge=1, le=64)
+    connector_max_event_attempts: int = Field(default=8, ge=1, le=100)
+    connector_lease_seconds: float = Field(default=300.0, ge=2.0, le=86_400.0)
+
+    @field_validator("keap_api_base_url", "keap_token_url", "keap_authorize_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("keap_redirect_uri")
+    @classmethod
+    def _check_redirect(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+    @field_validator("connector_database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0].lower()
+        if scheme not in ("sqlite", "postgresql", "postgres") or "://" not in value:
+            raise ValueError(
+                "expected sqlite:///path/to/file.db or postgresql://user@host:port/database"
+            )
+        return value
+
+    @field_validator("keap_api_key", "connector_webhook_secret", "keap_client_secret")
+    @classmethod
+    def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
+    @property
+    def uses_api_key(self) -> bool:
+        """An API key, when present, wins over OAuth2 (DESIGN.md section 4)."""
+        return self.keap_api_key is not None
+
+    @property
+    def requests_per_second(self) -> float:
+        """The client-side ceiling: the setting, else a default safe for the credential kind."""
+        if self.keap_requests_per_second is not None:
+            return self.keap_requests_per_second
+        return API_KEY_DEFAULT_RPS if self.uses_api_key else OAUTH_DEFAULT_RPS
+
+    @property
+    def rest_v2_url(self) -> str:
+        return f"{self.keap_api_base_url}/rest/v2"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning pydantic's report into one ``ConfigError`` per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        problems.append(f"{field.upper()}: {_expected(field, error['msg'])}")
+    return "invalid setting " + "; ".join(problems)
+
+
+def _expected(field: str, message: str) -> str:
+    message = message.removeprefix("Value error, ")
+    if field in _SECRET_FIELDS:
+        return message.split(",")[0]
+    return message

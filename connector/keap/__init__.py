@@ -1,0 +1,1 @@
+"""Everything that talks to Keap: the REST client, credentials, retries and pacing."""
