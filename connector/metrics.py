@@ -1,0 +1,88 @@
+"""Prometheus metrics of one connector process.
+
+Each process owns its own registry (not the library's global one), so tests and the demo can run
+several apps in one interpreter without collisions. Queue gauges are read from the store when
+``/metrics`` is scraped, so every replica reports the shared queue as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from connector.store import QueueStats
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events_received = Counter(
+            "connector_events_received",
+            "Bounce callbacks and sync findings received, by bounce type and outcome.",
+            ["bounce_type", "status"],
+            registry=self.registry,
+        )
+        self.callbacks_rejected = Counter(
+            "connector_callbacks_rejected",
+            "Webhook calls refused, by HTTP status.",
+            ["code"],
+            registry=self.registry,
+        )
+        self.events_finished = Counter(
+            "connector_events_finished",
+            "Events the worker finished, by final status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.actions = Counter(
+            "connector_actions",
+            "Remediation steps carried out against Keap (or planned, in dry run), by kind.",
+            ["kind", "dry_run"],
+            registry=self.registry,
+        )
+        self.keap_calls = Gauge(
+            "connector_keap_calls",
+            "Keap API calls made by this process.",
+            registry=self.registry,
+        )
+        self.keap_retries = Gauge(
+            "connector_keap_retries",
+            "Keap API calls retried by this process (429, 5xx, transport errors).",
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "connector_queue_depth",
+            "Events in the store, by status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.oldest_queued_age = Gauge(
+            "connector_oldest_queued_age_seconds",
+            "Age of the oldest event not yet done (0 when the queue is empty).",
+            registry=self.registry,
+        )
+
+        self._received: dict[tuple[str, str], Any] = {}
+
+    def received(self, bounce_type: str, status: str) -> None:
+        """Count a callback; the labelled child is looked up once, it is on the ingest path."""
+        key = (bounce_type, status)
+        child = self._received.get(key)
+        if child is None:
+            child = self._received[key] = self.events_received.labels(
+                bounce_type=bounce_type, status=status
+            )
+        child.inc()
+
+    def observe_queue(self, stats: QueueStats) -> None:
+        for status, count in stats.counts.items():
+            self.queue_depth.labels(status=status).set(count)
+        self.oldest_queued_age.set(stats.oldest_queued_age_seconds or 0.0)
+
+    def observe_keap(self, calls: int, retries: int) -> None:
+        self.keap_calls.set(calls)
+        self.keap_retries.set(retries)
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))

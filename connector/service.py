@@ -1,0 +1,179 @@
+"""Assembles the running connector from settings: store, credentials, Keap client, policy, worker.
+
+``serve`` runs the webhook and (unless told not to) the worker in one event loop; ``worker`` runs
+the worker alone. Both stop cleanly on SIGINT/SIGTERM: the current events finish or keep their
+lease, so nothing is lost either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+import uvicorn
+
+from connector.config import Settings
+from connector.errors import ConfigError
+from connector.keap.auth import ApiKeyAuth, OAuthManager, build_credentials
+from connector.keap.client import KeapClient
+from connector.keap.pacing import SharedRateLimiter
+from connector.logs import register_secret
+from connector.metrics import Metrics
+from connector.policy import Policy, load_policy
+from connector.store import Store, open_store
+from connector.webhook import WebhookConfig, create_app
+from connector.worker import DrainResult, Worker, WorkerOptions
+
+log = logging.getLogger("connector.service")
+
+
+def register_secrets(settings: Settings) -> None:
+    """Tell the log scrubber every secret the settings hold."""
+    for secret in (
+        settings.keap_api_key,
+        settings.keap_client_secret,
+        settings.connector_webhook_secret,
+    ):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+
+
+@asynccontextmanager
+async def opened_store(
+    settings: Settings, *, migrate: bool = False, check: bool = True
+) -> AsyncIterator[Store]:
+    store = await open_store(settings.connector_database_url, migrate=migrate, check=check)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    policy: Policy
+    client: KeapClient
+    credentials: ApiKeyAuth | OAuthManager
+    metrics: Metrics
+
+    def worker(self, *, dry_run: bool | None = None) -> Worker:
+        settings = self.settings
+        options = WorkerOptions(
+            concurrency=settings.connector_worker_concurrency,
+            max_attempts=settings.connector_max_event_attempts,
+            dry_run=settings.connector_dry_run if dry_run is None else dry_run,
+            lease=timedelta(seconds=settings.connector_lease_seconds),
+        )
+        return Worker(self.store, self.client, self.policy, self.metrics, options)
+
+
+@asynccontextmanager
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """Everything a command that talks to Keap needs, closed in reverse order on exit."""
+    register_secrets(settings)
+    policy = load_policy(settings.connector_policy_file)
+    async with opened_store(settings) as store:
+        credentials = build_credentials(settings, store)
+        # Keap's ceiling is per credential across every process, so pace through the store.
+        limiter = SharedRateLimiter(settings.requests_per_second, store)
+        async with KeapClient(settings, credentials, limiter=limiter) as client:
+            yield Runtime(settings, store, policy, client, credentials, Metrics())
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: ``serve`` stops the server and the worker."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def serve(settings: Settings, host: str, port: int, *, with_worker: bool) -> None:
+    secret = settings.connector_webhook_secret
+    if secret is None:
+        raise ConfigError(
+            "CONNECTOR_WEBHOOK_SECRET is not set; `serve` refuses to accept unauthenticated calls",
+            hint='generate one: python3 -c "import secrets; print(secrets.token_urlsafe(32))"',
+        )
+    async with runtime(settings) as rt:
+        stop, wake = asyncio.Event(), asyncio.Event()
+        app = create_app(
+            WebhookConfig(
+                secret=secret.get_secret_value(),
+                dedupe_window=rt.policy.settings.dedupe_window,
+                require_https=settings.connector_require_https,
+            ),
+            rt.store,
+            rt.metrics,
+            ready=lambda: _credentials_problem(rt),
+            on_event=wake.set,
+            keap_stats=lambda: (rt.client.stats.calls, rt.client.stats.retries),
+        )
+        server = _Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                access_log=False,
+                log_config=None,
+                lifespan="off",
+                timeout_graceful_shutdown=10,
+            )
+        )
+        _stop_on_signals(stop)
+        tasks = [asyncio.create_task(server.serve(), name="webhook")]
+        if with_worker:
+            tasks.append(asyncio.create_task(rt.worker().run(stop, wake), name="worker"))
+        await _until_stopped(stop, server, tasks)
+
+
+async def _until_stopped(
+    stop: asyncio.Event, server: uvicorn.Server, tasks: list[asyncio.Task[None]]
+) -> None:
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    server.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    stopper.cancel()
+    for task in done:
+        if task is not stopper and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+async def _credentials_problem(rt: Runtime) -> str | None:
+    if isinstance(rt.credentials, ApiKeyAuth):
+        return None
+    token = await rt.store.load_token()
+    return None if token is not None else "not logged in: run `connector auth login`"
+
+
+async def work(settings: Settings, *, once: bool, dry_run: bool | None = None) -> DrainResult:
+    async with runtime(settings) as rt:
+        worker = rt.worker(dry_run=dry_run)
+        if once:
+            return await worker.drain()
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        await worker.run(stop)
+        return DrainResult()
+
+
+def webhook_url(host: str, port: int) -> str:
+    shown = "localhost" if host in ("0.0.0.0", "::", "127.0.0.1") else host  # noqa: S104
+    return f"http://{shown}:{port}/keap/bounce/<bounce_type>?key=<CONNECTOR_WEBHOOK_SECRET>"

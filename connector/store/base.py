@@ -1,0 +1,305 @@
+"""The durable store's interface and the records it keeps.
+
+Callers see only this module: events, strike history, the audit log, OAuth tokens and sync
+checkpoints, each behind a small set of transactional async methods. Backends (SQLite today,
+PostgreSQL next) implement ``Store``; nothing outside ``connector/store`` knows which one runs.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from connector.keap.tokens import OAuthToken
+
+
+class EventStatus(enum.StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+class StepStatus(enum.StrEnum):
+    """Where one step of a plan stands; ``pending`` means sent but not confirmed."""
+
+    PLANNED = "planned"
+    PENDING = "pending"
+    DONE = "done"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event about to be stored: from a webhook callback or a sync finding."""
+
+    source: str
+    bounce_type: str
+    contact_id: str | None
+    email: str | None
+    keap_count: int | None
+    dedupe_key: str
+    raw: str
+
+
+@dataclass(frozen=True)
+class AddResult:
+    event_id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    source: str
+    received_at: datetime
+    contact_id: str | None
+    email: str | None
+    bounce_type: str
+    keap_count: int | None
+    dedupe_key: str
+    raw: str
+    status: EventStatus
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    outcome: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StrikeRecord:
+    bounce_type: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    event_id: int
+    contact_id: str
+    step: str
+    kind: str
+    status: StepStatus
+    before_value: str | None
+    after_value: str | None
+    detail: str | None
+    dry_run: bool
+    created_at: datetime
+    updated_at: datetime
+    undone_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditWrite:
+    """One step of a plan as the worker records it (insert or update by ``event_id, step``)."""
+
+    event_id: int
+    contact_id: str
+    step: str
+    kind: str
+    status: StepStatus
+    before_value: str | None = None
+    after_value: str | None = None
+    detail: str | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    counts: dict[str, int]
+    oldest_queued_age_seconds: float | None
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    name: str
+    applied_at: datetime | None
+
+
+class Store(abc.ABC):
+    """Everything the connector keeps. Every method is one transaction."""
+
+    dialect: str
+
+    # --- lifecycle and schema ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations; return the names applied."""
+
+    @abc.abstractmethod
+    async def migration_status(self) -> list[MigrationState]: ...
+
+    async def pending_migrations(self) -> list[str]:
+        return [m.name for m in await self.migration_status() if m.applied_at is None]
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailableError`` unless the store answers a trivial query."""
+
+    # --- events -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_event(self, event: NewEvent, dedupe_window: timedelta | None) -> AddResult:
+        """Store an event durably, unless its dedupe key was seen inside the window.
+
+        Returns only after the write is committed and synced, so a caller may acknowledge it.
+        ``dedupe_window=None`` means the key is unique forever (sync status episodes).
+        """
+
+    @abc.abstractmethod
+    async def forget_dedupe(self, keys: Sequence[str]) -> list[str]:
+        """Drop these dedupe keys so the next event with one is stored again; return those held.
+
+        Sync uses it to end a status episode: once an address is seen out of the bounce status,
+        a later bounce is a new episode and must be counted. Events already stored stay as
+        they are; only the "seen before" memory goes.
+        """
+
+    @abc.abstractmethod
+    async def claim_events(self, limit: int, lease: timedelta, owner: str) -> list[Event]:
+        """Take up to ``limit`` due events for processing, at most one per contact at a time.
+
+        An event whose lease ran out (its worker died) is due again.
+        """
+
+    async def complete_event(self, event_id: int, outcome: str) -> None:
+        await self._set_status(event_id, EventStatus.DONE, outcome=outcome)
+
+    async def fail_event(self, event_id: int, error: str, retry_at: datetime | None) -> None:
+        """Record a failed attempt; ``retry_at=None`` marks the event dead."""
+        status = EventStatus.DEAD if retry_at is None else EventStatus.FAILED
+        await self._set_status(event_id, status, error=error, retry_at=retry_at)
+
+    async def release_event(self, event_id: int, error: str, retry_at: datetime) -> None:
+        """Put a claimed event back in the queue without counting the attempt (re-auth)."""
+        await self._set_status(
+            event_id, EventStatus.QUEUED, error=error, retry_at=retry_at, refund=True
+        )
+
+    @abc.abstractmethod
+    async def _set_status(
+        self,
+        event_id: int,
+        status: EventStatus,
+        *,
+        outcome: str | None = None,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+        refund: bool = False,
+    ) -> None:
+        """End a claim: new status, clear the lease, keep ``outcome``/``error``, due ``retry_at``
+        (now when None); ``refund`` gives the attempt back."""
+
+    @abc.abstractmethod
+    async def requeue(self, event_id: int | None = None, *, failed: bool = False) -> int:
+        """Queue one event, or every failed and dead one, for another try; return how many."""
+
+    @abc.abstractmethod
+    async def get_event(self, event_id: int) -> Event | None: ...
+
+    @abc.abstractmethod
+    async def list_events(
+        self, status: EventStatus | None = None, limit: int = 100, since: datetime | None = None
+    ) -> list[Event]: ...
+
+    @abc.abstractmethod
+    async def queue_stats(self) -> QueueStats: ...
+
+    # --- strikes ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def record_strike(
+        self, event_id: int, contact_id: str, email: str, bounce_type: str, occurred_at: datetime
+    ) -> list[StrikeRecord]:
+        """Count this event once (idempotent) and return the address's earlier strikes.
+
+        "Earlier" is the order strikes were first recorded, so a re-run of the same event sees
+        the same history it saw the first time.
+        """
+
+    @abc.abstractmethod
+    async def strikes_for(self, contact_id: str, email: str) -> list[StrikeRecord]: ...
+
+    # --- audit ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def write_audit(self, entry: AuditWrite) -> AuditEntry: ...
+
+    @abc.abstractmethod
+    async def audit_for_event(self, event_id: int) -> list[AuditEntry]: ...
+
+    @abc.abstractmethod
+    async def list_audit(
+        self,
+        contact_id: str | None = None,
+        limit: int = 200,
+        since: datetime | None = None,
+    ) -> list[AuditEntry]: ...
+
+    @abc.abstractmethod
+    async def get_audit(self, audit_id: int) -> AuditEntry | None: ...
+
+    @abc.abstractmethod
+    async def mark_undone(self, audit_id: int) -> None: ...
+
+    # --- OAuth tokens (the TokenStore protocol) ---------------------------------------------
+
+    @abc.abstractmethod
+    async def load_token(self) -> OAuthToken | None: ...
+
+    @abc.abstractmethod
+    async def save_token(self, token: OAuthToken) -> None: ...
+
+    @abc.abstractmethod
+    async def clear_token(self) -> None: ...
+
+    @abc.abstractmethod
+    def refresh_lock(self) -> AbstractAsyncContextManager[None]:
+        """Serialises OAuth refreshes across every process sharing this store."""
+
+    @abc.abstractmethod
+    async def save_login_state(self, state: str) -> None: ...
+
+    @abc.abstractmethod
+    async def take_login_state(self) -> str | None: ...
+
+    # --- sync checkpoints -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def load_checkpoint(self, name: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def save_checkpoint(self, name: str, data: str) -> None: ...
+
+    @abc.abstractmethod
+    async def clear_checkpoint(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    async def acquire_sync(self, name: str, owner: str, stale_after: timedelta) -> bool:
+        """Claim the right to run sync ``name``; False if another live run holds it."""
+
+    @abc.abstractmethod
+    async def release_sync(self, name: str, owner: str) -> None: ...
+
+    # --- shared request pacing --------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def reserve_send_slots(self, name: str, count: int, interval: float) -> float:
+        """Reserve ``count`` send times ``interval`` seconds apart on the timeline ``name``.
+
+        Returns the first reserved time (epoch seconds by the store's clock); the others follow
+        at ``interval`` steps. Every process sharing the store draws from the same timeline in
+        one atomic statement, so together they never send faster than one per ``interval``:
+        this is how replicas share Keap's per-client rate limit. A timeline left idle starts
+        again from now; the unused past is never lent out as a burst.
+        """

@@ -1,0 +1,135 @@
+"""Pytest fixtures that give a test its own empty store location, on SQLite or on PostgreSQL.
+
+- ``database_url``: parametrized over ``sqlite`` and ``postgresql``, so a test that takes it runs
+  once per backend. SQLite gets a file in the test's ``tmp_path``; PostgreSQL gets a schema of
+  its own (named in the URL's ``options=-csearch_path=...``), dropped after the test.
+- ``sqlite_url`` / ``postgres_url``: one backend only, for tests that are about that backend.
+- ``postgres_server``: the server's base URL, checked once per session.
+- ``store`` (both backends), ``sqlite_store``, ``pg_store``: a migrated store on those URLs,
+  using ``clock``, a ``FakeClock`` the test moves by hand.
+
+The server is ``TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``). When
+it cannot be reached the PostgreSQL tests fail with a message saying so; they never skip, so a
+CI run without PostgreSQL cannot pass by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from connector.store import Store, open_store
+
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+# Read at import: the autouse ``clean_env`` fixture hides CONNECTOR_/KEAP_ variables per test.
+SERVER_URL = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+
+
+class FakeClock:
+    """The store's injectable clock, moved by hand so leases and windows expire on cue."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def schema_url(server_url: str, schema: str) -> str:
+    """``server_url`` with its search path set to ``schema`` (the store creates it on migrate)."""
+    joiner = "&" if "?" in server_url else "?"
+    return f"{server_url}{joiner}options=-csearch_path%3D{schema}"
+
+
+def _where(server_url: str) -> str:
+    params = conninfo_to_dict(server_url)
+    return f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname')}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    try:
+        with psycopg.connect(SERVER_URL, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        pytest.fail(
+            f"PostgreSQL is required by these tests but {_where(SERVER_URL)} is not reachable "
+            f"({' '.join(str(exc).split())}). Start PostgreSQL or point TEST_POSTGRES_URL at one.",
+            pytrace=False,
+        )
+    return SERVER_URL
+
+
+def drop_schema(server_url: str, schema: str) -> None:
+    with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute("SET lock_timeout = '20s'")
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def postgres_schema(postgres_server: str) -> Iterator[str]:
+    """A schema name no other test uses; whatever the test created in it is dropped after."""
+    schema = f"test_{uuid.uuid4().hex[:20]}"
+    yield schema
+    drop_schema(postgres_server, schema)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str, postgres_schema: str) -> str:
+    return schema_url(postgres_server, postgres_schema)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh store location on each backend in turn."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    url: str = request.getfixturevalue(name)
+    return url
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@asynccontextmanager
+async def migrated(url: str, clock: FakeClock) -> AsyncIterator[Store]:
+    opened = await open_store(url, clock=clock, migrate=True)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def store(database_url: str, clock: FakeClock) -> AsyncIterator[Store]:
+    async with migrated(database_url, clock) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def sqlite_store(sqlite_url: str, clock: FakeClock) -> AsyncIterator[Store]:
+    async with migrated(sqlite_url, clock) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def pg_store(postgres_url: str, clock: FakeClock) -> AsyncIterator[Store]:
+    async with migrated(postgres_url, clock) as opened:
+        yield opened

@@ -1,0 +1,279 @@
+"""The worker against the sandbox: plans carried out once, failures kept, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from connector.config import load_settings
+from connector.keap.auth import ApiKeyAuth
+from connector.keap.client import KeapClient
+from connector.keap.models import Contact, EmailAddress
+from connector.keap.retry import RateLimiter, RetryPolicy
+from connector.metrics import Metrics
+from connector.policy import Policy, default_policy, parse_policy
+from connector.sandbox import RunningSandbox
+from connector.sandbox.state import EmailItem
+from connector.store import EventStatus, NewEvent, StepStatus, Store, open_store
+from connector.undo import undo
+from connector.worker import Worker, WorkerOptions, pick_address
+
+BACKOFF = 0.2  # seconds before a failed event is due again
+
+
+async def after_backoff() -> None:
+    await asyncio.sleep(BACKOFF + 0.05)
+
+
+@dataclass
+class Harness:
+    sandbox: RunningSandbox
+    store: Store
+    client: KeapClient
+    counter: int = 0
+
+    def worker(self, policy: Policy | None = None, **options: object) -> Worker:
+        opts = WorkerOptions(base_backoff=BACKOFF, max_backoff=BACKOFF, **options)  # type: ignore[arg-type]
+        return Worker(self.store, self.client, policy or default_policy(), Metrics(), opts)
+
+    def quick_retries(self) -> None:
+        """Keap calls give up after two fast attempts, so a failure reaches the worker at once."""
+        self.client._retry = RetryPolicy(
+            max_attempts=2, max_seconds=1.0, base_delay=0.0, max_delay=0.0
+        )  # type: ignore[attr-defined]
+
+    def contact(self, *emails: str, status: str = "SINGLE_OPT_IN") -> int:
+        items = [EmailItem(f"EMAIL{i + 1}", e, "test") for i, e in enumerate(emails)]
+        contact = self.sandbox.state.add_contact("Ada", "Lovelace", items)
+        for email in emails:
+            self.sandbox.state.set_status(email, status)
+        return contact.id
+
+    async def event(self, contact_id: int | None, bounce: str, email: str | None = None) -> int:
+        self.counter += 1
+        added = await self.store.add_event(
+            NewEvent(
+                "webhook",
+                bounce,
+                None if contact_id is None else str(contact_id),
+                email,
+                None,
+                f"test:{self.counter}",
+                "{}",
+            ),
+            None,
+        )
+        return added.event_id
+
+    def tags_of(self, contact_id: int) -> set[str]:
+        state = self.sandbox.state
+        return {state.tags[t].name for t in state.tag_ids_of(contact_id)}
+
+    def notes_of(self, contact_id: int) -> list[str]:
+        return [n.text for n in self.sandbox.state.notes_of(contact_id)]
+
+    def status(self, email: str) -> str:
+        address = self.sandbox.state.address(email)
+        assert address is not None
+        return address.status
+
+
+@pytest.fixture
+async def harness(sandbox: RunningSandbox, database_url: str) -> AsyncIterator[Harness]:
+    """The worker against the sandbox, on each store backend (SQLite and PostgreSQL)."""
+    settings = load_settings(**{k.lower(): v for k, v in sandbox.env().items()})
+    store = await open_store(database_url, migrate=True)
+    retry = RetryPolicy.from_settings(settings)
+    client = KeapClient(
+        settings,
+        ApiKeyAuth(settings.keap_api_key),  # type: ignore[arg-type]
+        limiter=RateLimiter(1000.0),
+        retry=retry,
+    )
+    yield Harness(sandbox, store, client)
+    await client.aclose()
+    await store.close()
+
+
+async def test_three_hard_bounces_walk_the_strikes_and_opt_out_once(harness: Harness) -> None:
+    cid = harness.contact("ada@example.com")
+    worker = harness.worker()
+    expected = [
+        ({"First Hard Bounce"}, "SINGLE_OPT_IN"),
+        ({"Second Hard Bounce"}, "SINGLE_OPT_IN"),
+        ({"Third Strike"}, "MANUAL"),
+    ]
+    for tags, status in expected:
+        event_id = await harness.event(cid, "hard_bounce", "ada@example.com")
+        result = await worker.drain()
+        assert result.done == 1
+        assert harness.tags_of(cid) == tags
+        assert harness.status("ada@example.com") == status
+        stored = await harness.store.get_event(event_id)
+        assert stored is not None
+        assert stored.status is EventStatus.DONE
+    notes = harness.notes_of(cid)
+    assert len(notes) == 3
+    assert "ada@example.com" in notes[-1], "the note keeps the address"
+    assert len(harness.sandbox.state.tasks_of(cid)) == 1
+    opt_outs = [a for a in await harness.store.list_audit(str(cid)) if a.kind == "opt_out"]
+    assert len(opt_outs) == 1
+    assert harness.sandbox.stats()["spec_violations"] == 0
+
+
+async def test_mail_block_tags_for_review_and_never_opts_out(harness: Harness) -> None:
+    cid = harness.contact("blocked@example.com")
+    await harness.event(cid, "mail_block_spam_detected")
+    await harness.worker().drain()
+    assert harness.status("blocked@example.com") == "SINGLE_OPT_IN"
+    assert harness.tags_of(cid)
+
+
+async def test_unsubscribe_request_opts_out_at_once(harness: Harness) -> None:
+    cid = harness.contact("bye@example.com")
+    await harness.event(cid, "unsubscribe_request", "bye@example.com")
+    await harness.worker().drain()
+    assert harness.status("bye@example.com") == "MANUAL"
+
+
+async def test_only_the_bounced_address_is_opted_out(harness: Harness) -> None:
+    cid = harness.contact("one@example.com", "two@example.com")
+    await harness.event(cid, "unsubscribe_request", "TWO@example.com")
+    await harness.worker().drain()
+    assert harness.status("two@example.com") == "MANUAL"
+    assert harness.status("one@example.com") == "SINGLE_OPT_IN"
+
+
+BLANKING = parse_policy(
+    '[[rule]]\nbounce = "hard_bounce"\naction = "blank_email"\nnote = true\n', "test"
+)
+
+
+async def test_blank_removes_only_that_address_and_undo_restores_it(harness: Harness) -> None:
+    cid = harness.contact("keep@example.com", "gone@example.com", "also@example.com")
+    event_id = await harness.event(cid, "hard_bounce", "gone@example.com")
+    await harness.worker(BLANKING).drain()
+    emails = dict(harness.sandbox.state.contacts[cid].emails)
+    assert emails == {"EMAIL1": "keep@example.com", "EMAIL3": "also@example.com"}
+    assert "gone@example.com" in harness.notes_of(cid)[0]
+    (blank,) = [a for a in await harness.store.audit_for_event(event_id) if a.kind == "blank_email"]
+    assert json.loads(blank.before_value or "{}") == {
+        "email": "gone@example.com",
+        "field": "EMAIL2",
+    }
+    message = await undo(harness.store, harness.client, blank.id)
+    assert "restored" in message
+    assert dict(harness.sandbox.state.contacts[cid].emails)["EMAIL2"] == "gone@example.com"
+
+
+async def test_dry_run_plans_and_writes_nothing(harness: Harness) -> None:
+    cid = harness.contact("dry@example.com")
+    event_id = await harness.event(cid, "unsubscribe_request")
+    harness.sandbox.reset_stats()
+    await harness.worker(dry_run=True).drain()
+    assert harness.status("dry@example.com") == "SINGLE_OPT_IN"
+    assert harness.notes_of(cid) == []
+    steps = await harness.store.audit_for_event(event_id)
+    assert steps
+    assert all(s.status is StepStatus.PLANNED and s.dry_run for s in steps)
+    writes = [r for r in harness.sandbox.stats()["log"] if r["method"] != "GET"]
+    assert writes == [], f"dry run wrote to Keap: {writes}"
+
+
+async def test_deleted_contact_ends_the_event_with_a_reason(harness: Harness) -> None:
+    event_id = await harness.event(999_999, "hard_bounce")
+    await harness.worker().drain()
+    event = await harness.store.get_event(event_id)
+    assert event is not None
+    assert event.status is EventStatus.DONE
+    assert "no longer exists" in (event.outcome or "")
+
+
+async def test_outage_keeps_the_event_and_it_completes_after(harness: Harness) -> None:
+    cid = harness.contact("outage@example.com")
+    event_id = await harness.event(cid, "unsubscribe_request")
+    harness.sandbox.set_faults(outage_seconds=3600)
+    harness.quick_retries()
+    worker = harness.worker()
+    result = await worker.drain()
+    assert result.failed == 1
+    event = await harness.store.get_event(event_id)
+    assert event is not None
+    assert event.status is EventStatus.FAILED
+    assert "503" in (event.last_error or "")
+    harness.sandbox.clear_faults()
+    await after_backoff()
+    result = await worker.drain()
+    assert result.done == 1
+    assert harness.status("outage@example.com") == "MANUAL"
+    assert len(harness.notes_of(cid)) == 1
+
+
+async def test_lost_note_answer_is_checked_before_resending(harness: Harness) -> None:
+    cid = harness.contact("lost@example.com")
+    event_id = await harness.event(cid, "unsubscribe_request")
+    harness.sandbox.set_faults(drop_count=1, method="POST", path="/notes$")
+    result = await harness.worker().drain()
+    assert result.failed == 1, "the unknown outcome fails the attempt instead of resending"
+    steps = {s.step: s.status for s in await harness.store.audit_for_event(event_id)}
+    assert steps["note"] is StepStatus.PENDING
+    await after_backoff()
+    result = await harness.worker().drain()
+    assert result.done == 1
+    assert len(harness.notes_of(cid)) == 1, "exactly one note"
+
+
+async def test_too_many_failures_make_the_event_dead_not_lost(harness: Harness) -> None:
+    cid = harness.contact("dead@example.com")
+    event_id = await harness.event(cid, "unsubscribe_request")
+    harness.sandbox.set_faults(outage_seconds=3600)
+    harness.quick_retries()
+    worker = harness.worker(max_attempts=2)
+    assert (await worker.drain()).failed == 1
+    await after_backoff()
+    assert (await worker.drain()).dead == 1
+    event = await harness.store.get_event(event_id)
+    assert event is not None
+    assert event.status is EventStatus.DEAD
+    assert await harness.store.requeue(failed=True) == 1
+
+
+def _contact(*addresses: tuple[str, str, str]) -> Contact:
+    return Contact(
+        id="1",
+        email_addresses=[
+            EmailAddress(email=e, field=f, email_opt_status=s) for e, f, s in addresses
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("posted", "expected", "why"),
+    [
+        ("b@x.com", "b@x.com", "posted address"),
+        ("B@X.COM", "b@x.com", "posted address"),
+        ("other@x.com", "c@x.com", "bounce status"),
+        (None, "c@x.com", "bounce status"),
+    ],
+)
+def test_pick_address(posted: str | None, expected: str, why: str) -> None:
+    contact = _contact(
+        ("a@x.com", "EMAIL1", "SINGLE_OPT_IN"),
+        ("b@x.com", "EMAIL2", "SINGLE_OPT_IN"),
+        ("c@x.com", "EMAIL3", "HARD_BOUNCE"),
+    )
+    target = pick_address(contact, posted)
+    assert target is not None
+    assert (target.address.email, target.picked_by) == (expected, why)
+
+
+def test_pick_address_falls_back_to_email1_then_nothing() -> None:
+    contact = _contact(("a@x.com", "EMAIL1", "CONFIRMED"), ("b@x.com", "EMAIL2", "CONFIRMED"))
+    target = pick_address(contact, None)
+    assert target is not None
+    assert (target.address.email, target.picked_by) == ("a@x.com", "EMAIL1")
+    assert pick_address(_contact(), "a@x.com") is None
