@@ -207,13 +207,16 @@ class Checkpoint:
     """Where to resume: the strategy and filter of the run, and the next page's token.
 
     ``owner`` names the process that holds the run, so a later run on the same host can tell a
-    live holder from a dead one without waiting for the heartbeat to go stale.
+    live holder from a dead one without waiting for the heartbeat to go stale. ``scanned`` says
+    the scan reached its end but the run stopped before its queued findings were remediated:
+    the next run then only finishes that work instead of scanning the whole account again.
     """
 
     strategy: str
     since: str | None
     page_token: str | None
     owner: str = ""
+    scanned: bool = False
 
     def dump(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
@@ -229,6 +232,7 @@ class Checkpoint:
                 data.get("since"),
                 data.get("page_token"),
                 str(data.get("owner", "")),
+                data.get("scanned") is True,
             )
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring an unreadable sync checkpoint")
@@ -672,13 +676,14 @@ class SyncRun:
         await self._save(
             resuming.strategy if resuming else "",
             resuming.page_token if resuming else None,
+            scanned=resuming.scanned if resuming else False,
         )
         return resuming
 
-    async def _save(self, strategy: str, token: str | None) -> None:
+    async def _save(self, strategy: str, token: str | None, *, scanned: bool = False) -> None:
         since = keap_time(self.options.since) if self.options.since else None
         await self.store.save_checkpoint(
-            SYNC_NAME, Checkpoint(strategy, since, token, self.owner).dump()
+            SYNC_NAME, Checkpoint(strategy, since, token, self.owner, scanned).dump()
         )
 
     @contextlib.contextmanager
@@ -722,12 +727,15 @@ class SyncRun:
         scanner = self._scanner(choice.strategy)
         pages: asyncio.Queue[ScanPage | None] = asyncio.Queue(maxsize=READ_AHEAD)
         start = resuming.page_token if resuming else None
-        reader = asyncio.create_task(self._read(scanner, start, pages), name="sync-read")
+        skip_scan = resuming is not None and resuming.scanned
+        reader = asyncio.create_task(
+            self._read(scanner, start, pages, skip=skip_scan), name="sync-read"
+        )
         worker = None
         if not self.options.dry_run:
             worker = asyncio.create_task(self._work(), name="sync-worker")
         try:
-            await self._consume(choice.strategy, pages, reader)
+            scan_ended = await self._consume(choice.strategy, pages, reader)
         finally:
             self.scanned.set()
             self.wake.set()
@@ -735,8 +743,11 @@ class SyncRun:
             await asyncio.gather(reader, return_exceptions=True)
             if worker is not None:
                 await worker
+        self.summary.completed = scan_ended and not self.stop.is_set()
         if not self.options.dry_run:
             self.summary.left_queued = await self._left_queued()
+            if self.summary.completed:
+                await self.store.clear_checkpoint(SYNC_NAME)
 
     def _scanner(self, strategy: Strategy) -> Scanner:
         since = self.options.since
@@ -745,11 +756,17 @@ class SyncRun:
         return ContactScan(self.client, self.policy, since, _engagement(self.policy))
 
     async def _read(
-        self, scanner: Scanner, start: str | None, pages: asyncio.Queue[ScanPage | None]
+        self,
+        scanner: Scanner,
+        start: str | None,
+        pages: asyncio.Queue[ScanPage | None],
+        *,
+        skip: bool = False,
     ) -> None:
         """Reads ahead of the consumer; the bounded queue keeps memory to a few pages."""
-        async for page in scanner.pages(start):
-            await pages.put(page)
+        if not skip:
+            async for page in scanner.pages(start):
+                await pages.put(page)
         await pages.put(None)
 
     async def _consume(
@@ -757,14 +774,19 @@ class SyncRun:
         strategy: Strategy,
         pages: asyncio.Queue[ScanPage | None],
         reader: asyncio.Task[None],
-    ) -> None:
+    ) -> bool:
+        """Queues page after page; True when the scan reached the end of the account.
+
+        The end of the scan is recorded, not yet cleared: the checkpoint goes only once the
+        queued findings are remediated, so a run killed while remediating is finished by the
+        next one without another scan.
+        """
         while not self.stop.is_set():
             page = await self._next(pages, reader)
             if page is None:
-                self.summary.completed = True
                 if not self.options.dry_run:
-                    await self.store.clear_checkpoint(SYNC_NAME)
-                return
+                    await self._save(strategy.value, None, scanned=True)
+                return True
             finished = await self._handle_page(page)
             self.summary.pages += 1
             if not self.options.dry_run:
@@ -772,7 +794,8 @@ class SyncRun:
             self.wake.set()
             if not finished:
                 self.summary.limit_reached = True
-                return
+                return False
+        return False
 
     async def _next(
         self, pages: asyncio.Queue[ScanPage | None], reader: asyncio.Task[None]

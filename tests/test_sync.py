@@ -285,6 +285,60 @@ async def test_the_lock_of_a_dead_local_process_is_taken_over(account: Account) 
     assert summary.completed
 
 
+async def test_a_run_killed_after_its_scan_is_finished_without_scanning_again(
+    account: Account,
+) -> None:
+    (cid, email), _ = next((k, s) for k, s in account.bounced().items() if s == "HARD_BOUNCE")
+    store = await with_store(account)
+    try:
+        dead_owner = f"{socket.gethostname()}:999999:abc"
+        left = NewEvent("sync", "hard_bounce", str(cid), email, None, f"left:{cid}", "{}")
+        await store.add_event(left, None)
+        scanned = Checkpoint("contacts", None, None, dead_owner, scanned=True)
+        await store.save_checkpoint(SYNC_NAME, scanned.dump())
+    finally:
+        await store.close()
+
+    summary = await account.sync()
+
+    operations = {e["operation"] for e in account.sandbox.stats()["log"]}
+    assert summary.resumed
+    assert summary.completed
+    assert summary.pages == 0
+    assert not operations & {"listContacts", "listEmailAddresses"}
+    assert summary.remediated == 1
+    assert cid in account.tagged("First Hard Bounce")
+    store = await with_store(account)
+    try:
+        assert await store.load_checkpoint(SYNC_NAME) is None
+    finally:
+        await store.close()
+
+
+async def test_the_checkpoint_outlives_the_scan_until_the_work_is_done(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved: list[Checkpoint | None] = []
+    store = await with_store(account)
+    backend = type(store)
+    original = backend.save_checkpoint
+    await store.close()
+
+    async def spy(self: Store, name: str, data: str) -> None:
+        if name == SYNC_NAME:
+            saved.append(Checkpoint.load(data))
+        await original(self, name, data)
+
+    monkeypatch.setattr(backend, "save_checkpoint", spy)
+    summary = await account.sync()
+
+    assert summary.completed
+    assert summary.pages >= 1
+    assert saved[-1] is not None
+    assert saved[-1].scanned
+    assert not any(c is not None and c.scanned for c in saved[:-1])
+
+
 def test_episode_key_ignores_case_and_separates_status_and_contact() -> None:
     assert episode_key("7", " Ada@X.com ", "hard_bounce") == "sync:7:ada@x.com:HARD_BOUNCE"
     assert episode_key("7", "a@x", "BOUNCE") != episode_key("7", "a@x", "HARD_BOUNCE")
