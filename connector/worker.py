@@ -35,7 +35,13 @@ from connector.errors import (
     StoreUnavailableError,
 )
 from connector.keap.client import KeapClient
-from connector.keap.models import BOUNCE_STATUSES, Contact, EmailAddress, EmailAddressStatus
+from connector.keap.models import (
+    BOUNCE_STATUSES,
+    Contact,
+    EmailAddress,
+    EmailAddressStatus,
+    EmailField,
+)
 from connector.logs import mask_email
 from connector.metrics import Metrics
 from connector.policy import (
@@ -351,10 +357,30 @@ class Worker:
         contact = await self._contact(event)
         if isinstance(contact, str):
             return contact
+        pinned = await self._store.struck_address(event.id)
+        if pinned is not None:
+            return await self._pinned_target(event, contact, pinned)
         target = pick_address(contact, event.email)
         if target is None:
             return f"skipped: contact {contact.id} has no email address"
         return target
+
+    async def _pinned_target(self, event: Event, contact: Contact, email: str) -> Target:
+        """The address an earlier attempt chose, even if it is no longer on the contact.
+
+        When it is gone (an earlier attempt blanked it), its field comes from that attempt's
+        audit entry, so the blank step is recognised as the one already under way.
+        """
+        held = contact.address(email)
+        if held is not None:
+            return Target(contact, held, "earlier attempt")
+        field_ = EmailField.UNSPECIFIED.value
+        for entry in await self._store.audit_for_event(event.id):
+            before = json.loads(entry.before_value or "{}") if entry.kind == "blank_email" else {}
+            if str(before.get("email", "")).casefold() == email.casefold():
+                field_ = str(before.get("field") or field_)
+        gone = EmailAddress(email=email, field=field_)
+        return Target(contact, gone, "earlier attempt (no longer on the contact)")
 
     async def _contact(self, event: Event) -> Contact | str:
         snapshot = _snapshot(event)
@@ -481,7 +507,13 @@ class _Execution:
         if self.plan.action is Action.OPT_OUT:
             await self._step("opt_out", "opt_out", self._opt_out)
         if self.plan.action is Action.BLANK_EMAIL:
-            await self._step(f"blank:{self.target.address.field}", "blank_email", self._blank)
+            await self._unique_step(
+                f"blank:{self.target.address.field}",
+                "blank_email",
+                self._blank,
+                self._blanked,
+                pending=StepResult(before=self._address_json()),
+            )
         await asyncio.gather(
             *(
                 self._step(f"tag_add:{t}", "tag_add", self._tagger("add", t))
@@ -513,9 +545,15 @@ class _Execution:
         await self._audit(step, kind, status, result)
 
     async def _unique_step(
-        self, step: str, kind: str, action: StepAction, exists: Callable[[], Awaitable[bool]]
+        self,
+        step: str,
+        kind: str,
+        action: StepAction,
+        exists: Callable[[], Awaitable[bool]],
+        pending: StepResult | None = None,
     ) -> None:
-        """A non-idempotent write: recorded pending before sending, looked for before resending."""
+        """A write recorded pending before sending (with what a retry must know, ``pending``),
+        and looked for in Keap before it is sent again."""
         if self._finished(step):
             return
         if self.dry_run:
@@ -525,7 +563,7 @@ class _Execution:
             found = StepResult(after="found in Keap after its answer was lost")
             await self._audit(step, kind, StepStatus.DONE, found)
             return
-        await self._audit(step, kind, StepStatus.PENDING, StepResult())
+        await self._audit(step, kind, StepStatus.PENDING, pending or StepResult())
         await self._audit(step, kind, StepStatus.DONE, await action())
 
     async def _audit(self, step: str, kind: str, status: StepStatus, result: StepResult) -> None:
@@ -563,6 +601,10 @@ class _Execution:
             address.email, opted_in=False, reason=self.plan.reason
         )
         return StepResult(before, json.dumps({"email": status.email, "status": status.status}))
+
+    async def _blanked(self) -> bool:
+        """The contact was read in this attempt: the address missing from it is blanked."""
+        return self.target.contact.address(self.target.address.email) is None
 
     async def _blank(self) -> StepResult:
         address = self.target.address

@@ -170,6 +170,46 @@ async def test_blank_removes_only_that_address_and_undo_restores_it(harness: Har
     assert dict(harness.sandbox.state.contacts[cid].emails)["EMAIL2"] == "gone@example.com"
 
 
+async def test_a_retry_after_blanking_never_blanks_another_address(harness: Harness) -> None:
+    """The retry re-reads a contact that no longer holds the bounced address: it must carry on
+    with that address, not pick the next one (here the only one left) and blank it too."""
+    cid = harness.contact("gone@example.com", "keep@example.com")
+    harness.sandbox.state.set_status("gone@example.com", "HARD_BOUNCE")
+    event_id = await harness.event(cid, "hard_bounce")
+    harness.sandbox.set_faults(drop_count=1, method="POST", path="/notes$")
+    assert (await harness.worker(BLANKING).drain()).failed == 1
+    assert dict(harness.sandbox.state.contacts[cid].emails) == {"EMAIL2": "keep@example.com"}
+
+    await after_backoff()
+    assert (await harness.worker(BLANKING).drain()).done == 1
+
+    assert dict(harness.sandbox.state.contacts[cid].emails) == {"EMAIL2": "keep@example.com"}
+    blanks = [a for a in await harness.store.audit_for_event(event_id) if a.kind == "blank_email"]
+    assert [json.loads(b.before_value or "{}")["email"] for b in blanks] == ["gone@example.com"]
+    assert len(harness.notes_of(cid)) == 1
+    (strike,) = await harness.store.strikes_for(str(cid), "gone@example.com") or [None]
+    assert strike is not None
+    assert await harness.store.strikes_for(str(cid), "keep@example.com") == []
+
+
+async def test_a_blank_whose_answer_was_lost_is_not_repeated_elsewhere(harness: Harness) -> None:
+    cid = harness.contact("gone@example.com", "keep@example.com")
+    harness.sandbox.state.set_status("gone@example.com", "HARD_BOUNCE")
+    event_id = await harness.event(cid, "hard_bounce")
+    harness.quick_retries()
+    harness.sandbox.set_faults(drop_count=2, method="PATCH", path="/contacts/")
+    assert (await harness.worker(BLANKING).drain()).failed == 1
+    harness.sandbox.clear_faults()
+
+    await after_backoff()
+    assert (await harness.worker(BLANKING).drain()).done == 1
+
+    assert dict(harness.sandbox.state.contacts[cid].emails) == {"EMAIL2": "keep@example.com"}
+    steps = {a.step: a.status for a in await harness.store.audit_for_event(event_id)}
+    assert steps["blank:EMAIL1"] is StepStatus.DONE
+    assert "blank:EMAIL2" not in steps
+
+
 async def test_dry_run_plans_and_writes_nothing(harness: Harness) -> None:
     cid = harness.contact("dry@example.com")
     event_id = await harness.event(cid, "unsubscribe_request")

@@ -230,6 +230,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def strikes_for(self, contact_id: str, email: str) -> list[StrikeRecord]: ...
 
+    @abc.abstractmethod
+    async def struck_address(self, event_id: int) -> str | None:
+        """The address an earlier attempt of this event counted its strike against.
+
+        A retry must act on that address again, even when the contact it re-reads no longer
+        holds it (the first attempt blanked it): picking afresh could hit a healthy address.
+        """
+
     # --- audit ------------------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -504,6 +504,14 @@ class SQLiteStore(Store):
 
         return await self._call(op, write=False)
 
+    async def struck_address(self, event_id: int) -> str | None:
+        def op(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT email FROM strikes WHERE event_id = ?", (event_id,))
+            found = row.fetchone()
+            return None if found is None else str(found[0])
+
+        return await self._call(op, write=False)
+
     # --- audit ------------------------------------------------------------------------------
 
     async def write_audit(self, entry: AuditWrite) -> AuditEntry:

@@ -202,6 +202,15 @@ async def test_strikes_are_idempotent_and_ordered(store: Store) -> None:
     assert await store.record_strike(3, "7", "other@x.com", "hard_bounce", t) == []
 
 
+async def test_an_events_struck_address_is_the_first_one_recorded(store: Store) -> None:
+    t = datetime.fromtimestamp(T0, UTC)
+    assert await store.struck_address(1) is None
+    await store.record_strike(1, "7", "First@x.com", "hard_bounce", t)
+    await store.record_strike(1, "7", "second@x.com", "hard_bounce", t)
+    assert await store.struck_address(1) == "first@x.com"
+    assert await store.struck_address(2) is None
+
+
 async def test_audit_upserts_by_event_and_step(store: Store) -> None:
     base = AuditWrite(1, "7", "note", "note", StepStatus.PENDING, detail="sending")
     pending = await store.write_audit(base)
