@@ -510,6 +510,10 @@ class PostgresStore(Store):
         )
         return _strikes(rows)
 
+    async def struck_address(self, event_id: int) -> str | None:
+        rows = await self._all("SELECT email FROM strikes WHERE event_id = %s", (event_id,))
+        return str(rows[0][0]) if rows else None
+
     # --- audit ------------------------------------------------------------------------------
 
     async def write_audit(self, entry: AuditWrite) -> AuditEntry:
