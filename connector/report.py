@@ -217,7 +217,7 @@ async def _row(store: Store, contact_id: str | None, events: list[Event]) -> Rep
     tags = _net_tags(steps)
     return ReportRow(
         contact_id=contact_id,
-        emails=_distinct(e.email for e in events if e.email),
+        emails=await _emails(store, events),
         bounces=dict(Counter(e.bounce_type for e in events)),
         first_bounce_at=events[0].received_at,
         last_bounce_at=latest.received_at,
@@ -298,6 +298,13 @@ def _planned_tags(steps: Sequence[AuditEntry], tags: list[str]) -> list[str]:
         elif step.kind == "tag_remove" and name in tags:
             changes[f"-{name}"] = None
     return sorted(changes)
+
+
+async def _emails(store: Store, events: list[Event]) -> list[str]:
+    """The posted addresses, or for a callback posted without one, the address the worker
+    found bounced (its strike), so every row with an action names the address it hit."""
+    found = [e.email or await store.struck_address(e.id) for e in events]
+    return _distinct(email for email in found if email)
 
 
 def _distinct(values: Iterable[str]) -> list[str]:

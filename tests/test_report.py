@@ -226,6 +226,15 @@ async def test_email_only_event_joins_the_contact_the_worker_found(db: Db) -> No
     assert built.rows[0].emails == ["Zed@Example.com"]
 
 
+async def test_a_callback_without_an_address_shows_the_one_the_worker_struck(db: Db) -> None:
+    event = await db.event(2, "909", None, BounceType.HARD_BOUNCE)
+    await db.store.record_strike(event, "909", "Found@Example.com", "hard_bounce", NOW)
+    await db.event(1, "910", None, BounceType.HARD_BOUNCE, None)
+    rows = _by_contact(await rpt.build_report(db.store, WEEK, NOW))
+    assert rows["909"].emails == ["found@example.com"]
+    assert rows["910"].emails == [], "not processed yet: no address known"
+
+
 async def test_tags_are_net_of_removals_and_re_adds(db: Db) -> None:
     events = [await db.event(d, "9", "t@example.com", BounceType.HARD_BOUNCE) for d in (5, 4, 3)]
     await db.step(events[0], "9", "tag_add:A")
