@@ -125,6 +125,7 @@ def worker(
         typer.echo(
             f"processed {result.processed}: {result.done} done, {result.failed} to retry, "
             f"{result.dead} dead, {result.released} waiting for login"
+            + (f", {result.lost} taken over by another worker" if result.lost else "")
         )
 
 

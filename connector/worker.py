@@ -178,6 +178,7 @@ class DrainResult:
     failed: int = 0
     dead: int = 0
     released: int = 0
+    lost: int = 0  # taken over by another worker after this one's lease ran out
 
 
 Clock = Callable[[], datetime]
@@ -244,7 +245,7 @@ class Worker:
         total = DrainResult()
         while True:
             result = await self.drain_once()
-            for name in ("processed", "done", "failed", "dead", "released"):
+            for name in ("processed", "done", "failed", "dead", "released", "lost"):
                 setattr(total, name, getattr(total, name) + getattr(result, name))
             if not result.processed or self._paused():
                 return total
@@ -256,16 +257,44 @@ class Worker:
         events = await self._store.claim_events(
             self._options.concurrency, self._options.lease, self._owner
         )
-        # Every event runs to its end even when another fails, so none is left orphaned.
-        outcomes = await asyncio.gather(
-            *(self.process(event) for event in events), return_exceptions=True
-        )
+        tasks = {event.id: asyncio.ensure_future(self.process(event)) for event in events}
+        keeper = asyncio.ensure_future(self._keep_leases(tasks))
+        try:
+            # Every event runs to its end even when another fails, so none is left orphaned.
+            outcomes = await asyncio.gather(*tasks.values(), return_exceptions=True)
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
         for outcome in outcomes:
-            if isinstance(outcome, BaseException):
+            if isinstance(outcome, asyncio.CancelledError):
+                outcome = "lost"
+            elif isinstance(outcome, BaseException):
                 raise outcome
             result.processed += 1
             setattr(result, outcome, getattr(result, outcome) + 1)
         return result
+
+    async def _keep_leases(self, tasks: dict[int, asyncio.Task[str]]) -> None:
+        """Renews the leases of the events still being worked on, every third of a lease.
+
+        An event whose lease was taken over (this process stalled for longer than a lease) is
+        stopped where it stands, its status left to the worker that holds it now: two workers
+        acting on one event could write its note twice.
+        """
+        lease = self._options.lease
+        while True:
+            await asyncio.sleep(lease.total_seconds() / 3)
+            running = [event_id for event_id, task in tasks.items() if not task.done()]
+            try:
+                held = await self._store.renew_leases(running, self._owner, lease)
+            except StoreUnavailableError as exc:
+                log.warning("could not renew the leases of events %s: %s", running, exc)
+                continue
+            for event_id in set(running) - held:
+                log.error(
+                    "event %s was taken over by another worker; stopping work on it", event_id
+                )
+                tasks[event_id].cancel()
 
     def _paused(self) -> bool:
         return self._paused_until is not None and self._clock() < self._paused_until

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 
@@ -280,6 +281,57 @@ async def test_too_many_failures_make_the_event_dead_not_lost(harness: Harness) 
     assert event is not None
     assert event.status is EventStatus.DEAD
     assert await harness.store.requeue(failed=True) == 1
+
+
+async def test_a_slow_event_keeps_its_lease_while_it_is_worked_on(harness: Harness) -> None:
+    cid = harness.contact("slow@example.com")
+    event_id = await harness.event(cid, "unsubscribe_request")
+    harness.sandbox.set_faults(latency_ms=400)
+    work = asyncio.create_task(harness.worker(lease=timedelta(seconds=0.6)).drain())
+
+    await asyncio.sleep(1.5)
+    stolen = await harness.store.claim_events(10, timedelta(seconds=60), "another-worker")
+    result = await work
+
+    assert stolen == [], "the lease ran out while the first worker was still at work"
+    assert result.done == 1
+    event = await harness.store.get_event(event_id)
+    assert event is not None
+    assert event.attempts == 1
+    assert len(harness.notes_of(cid)) == 1
+
+
+async def test_an_event_taken_over_is_left_to_its_new_worker(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cid = harness.contact("taken@example.com")
+    event_id = await harness.event(cid, "unsubscribe_request")
+    harness.sandbox.set_faults(latency_ms=300)
+
+    async def taken(*_: object) -> set[int]:
+        return set()
+
+    monkeypatch.setattr(harness.store, "renew_leases", taken)
+    result = await harness.worker(lease=timedelta(seconds=0.3)).drain()
+
+    assert result.lost == 1
+    assert result.done == 0
+    event = await harness.store.get_event(event_id)
+    assert event is not None
+    assert event.status is EventStatus.PROCESSING, "the status is the new worker's to write"
+
+
+async def test_renewing_keeps_only_the_owners_leases(harness: Harness) -> None:
+    first = await harness.event(harness.contact("a@example.com"), "hard_bounce")
+    second = await harness.event(harness.contact("b@example.com"), "hard_bounce")
+    store = harness.store
+    assert {e.id for e in await store.claim_events(1, timedelta(seconds=60), "me")} == {first}
+    assert {e.id for e in await store.claim_events(1, timedelta(seconds=60), "you")} == {second}
+
+    assert await store.renew_leases([first, second], "me", timedelta(seconds=60)) == {first}
+    assert await store.renew_leases([], "me", timedelta(seconds=60)) == set()
+    await store.complete_event(first, "done")
+    assert await store.renew_leases([first], "me", timedelta(seconds=60)) == set()
 
 
 def _contact(*addresses: tuple[str, str, str]) -> Contact:

@@ -172,6 +172,17 @@ class Store(abc.ABC):
         An event whose lease ran out (its worker died) is due again.
         """
 
+    @abc.abstractmethod
+    async def renew_leases(
+        self, event_ids: Sequence[int], owner: str, lease: timedelta
+    ) -> set[int]:
+        """Extend the leases ``owner`` still holds on these events; return the ids it holds.
+
+        A worker renews while it works, so an event that takes longer than one lease (Keap
+        slow or throttling, retries) is not taken by another worker meanwhile. An id missing
+        from the answer was taken over: its worker must stop acting on it.
+        """
+
     async def complete_event(self, event_id: int, outcome: str) -> None:
         await self._set_status(event_id, EventStatus.DONE, outcome=outcome)
 

@@ -377,6 +377,23 @@ class SQLiteStore(Store):
 
         return await self._call(op)
 
+    async def renew_leases(
+        self, event_ids: Sequence[int], owner: str, lease: timedelta
+    ) -> set[int]:
+        if not event_ids:
+            return set()
+
+        def op(conn: sqlite3.Connection) -> set[int]:
+            marks = ",".join("?" * len(event_ids))
+            rows = conn.execute(
+                f"UPDATE events SET lease_until = ? WHERE id IN ({marks}) "  # noqa: S608
+                "AND status = 'processing' AND lease_owner = ? RETURNING id",
+                (self._clock() + lease.total_seconds(), *event_ids, owner),
+            ).fetchall()
+            return {int(row[0]) for row in rows}
+
+        return await self._call(op)
+
     async def _set_status(
         self,
         event_id: int,
