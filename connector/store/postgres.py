@@ -2,17 +2,19 @@
 
 Why it is built this way:
 
-- A psycopg 3 ``AsyncConnectionPool`` gives each operation its own connection, so concurrent
-  webhook calls commit concurrently and PostgreSQL's WAL flush groups their commits (the same
-  group commit the SQLite backend does by hand). ``synchronous_commit`` is forced on for every
-  connection: a method returns only after its commit is on disk, so a 202 is never premature.
+- A psycopg 3 ``AsyncConnectionPool`` gives each operation its own connection.
+  ``synchronous_commit`` is forced on for every connection: a method returns only after its
+  commit is on disk, so a 202 is never premature.
+- ``add_event`` does group commit, as the SQLite backend does: one writer task per store takes
+  every event waiting and stores them with one statement, so a burst of webhook calls costs
+  one round trip and one WAL flush instead of one each (see ``add_event``).
 - Connections run in autocommit mode. A method that is one statement is one transaction by
   itself; a method of several statements opens an explicit transaction. Either way every
   method is one transaction, as ``Store`` requires.
 - Concurrency is settled inside the database, never by reading and then writing:
-  dedupe and sync ownership are conditional upserts (``INSERT ... ON CONFLICT DO UPDATE ...
-  WHERE ... RETURNING``: the conflicting row is locked even when the condition is false, so a
-  racing writer waits and then sees the winner); strikes rely on the unique ``event_id``;
+  dedupe and sync ownership are upserts on a primary key (``INSERT ... ON CONFLICT DO UPDATE``
+  decides on the conflicting row's latest committed version under its lock, so a racing writer
+  waits and then sees the winner); strikes rely on the unique ``event_id``;
   claims and strikes take short transaction-scoped advisory locks (see ``claim_events`` and
   ``record_strike``); the OAuth refresh takes a session advisory lock (see ``refresh_lock``).
 - Advisory lock keys are scoped by schema, so test schemas (or two deployments sharing one
@@ -27,17 +29,22 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import Buffer, Dumper
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
+from psycopg.types.string import StrBinaryDumper, StrDumper, StrDumperUnknown
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
@@ -91,15 +98,37 @@ _DUE: LiteralString = (
     "OR (status = 'processing' AND lease_until < %(now)s))"
 )
 
-_ADD_EVENT: LiteralString = (
-    "WITH fresh AS (INSERT INTO dedupe (dedupe_key, window_start, event_id) "
-    "VALUES (%(key)s, %(now)s, nextval(pg_get_serial_sequence('events', 'id'))) "
-    "ON CONFLICT (dedupe_key) DO UPDATE SET window_start = excluded.window_start, "
-    "event_id = excluded.event_id WHERE dedupe.window_start <= %(cutoff)s RETURNING event_id) "
-    "INSERT INTO events (id, source, received_at, contact_id, email, bounce_type, keap_count, "
-    "dedupe_key, raw, status, attempts, next_attempt_at, updated_at) "
-    "SELECT event_id, %(source)s, %(now)s, %(contact_id)s, %(email)s, %(bounce_type)s, "
-    "%(keap_count)s, %(key)s, %(raw)s, 'queued', 0, %(now)s, %(now)s FROM fresh RETURNING id"
+_BATCH_LIMIT = 512
+
+# Store a batch of events with distinct dedupe keys and one dedupe cutoff, in one statement.
+# ``batch`` draws each event's id up front. ``claimed`` upserts the dedupe rows in key order (so
+# two writers' batches lock shared keys in the same order and cannot deadlock): a key seen
+# before the cutoff, or never, takes the new event's id; a key inside its window keeps its
+# winner. The upsert always returns the row's id after the decision, read from the latest
+# committed version under the row lock, so a duplicate learns the winner without a second
+# read. ``stored`` inserts only the events whose id won. The result says, per key, which id
+# holds it and whether it is ours.
+_ADD_EVENTS: LiteralString = (
+    "WITH batch AS MATERIALIZED ("
+    "SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id, b.* "
+    "FROM unnest(%(keys)s::text[], %(sources)s::text[], %(contact_ids)s::text[], "
+    "%(emails)s::text[], %(bounce_types)s::text[], %(keap_counts)s::int[], %(raws)s::text[]) "
+    "AS b (dedupe_key, source, contact_id, email, bounce_type, keap_count, raw)), "
+    "claimed AS (INSERT INTO dedupe AS d (dedupe_key, window_start, event_id) "
+    "SELECT dedupe_key, %(now)s, id FROM batch ORDER BY dedupe_key "
+    "ON CONFLICT (dedupe_key) DO UPDATE SET "
+    "window_start = CASE WHEN d.window_start <= %(cutoff)s "
+    "THEN excluded.window_start ELSE d.window_start END, "
+    "event_id = CASE WHEN d.window_start <= %(cutoff)s "
+    "THEN excluded.event_id ELSE d.event_id END "
+    "RETURNING dedupe_key, event_id), "
+    "stored AS (INSERT INTO events (id, source, received_at, contact_id, email, bounce_type, "
+    "keap_count, dedupe_key, raw, status, attempts, next_attempt_at, updated_at) "
+    "SELECT b.id, b.source, %(now)s, b.contact_id, b.email, b.bounce_type, b.keap_count, "
+    "b.dedupe_key, b.raw, 'queued', 0, %(now)s, %(now)s "
+    "FROM batch b JOIN claimed c ON c.event_id = b.id) "
+    "SELECT c.dedupe_key, c.event_id, c.event_id = b.id "
+    "FROM claimed c JOIN batch b USING (dedupe_key)"
 )
 
 _SELECT_EVENTS: LiteralString = "SELECT " + _EVENT_COLUMNS + " FROM events "  # noqa: S608
@@ -146,6 +175,67 @@ _RESERVE_SLOTS: LiteralString = (
 
 def _strikes(rows: Sequence[Sequence[Any]]) -> list[StrikeRecord]:
     return [StrikeRecord(r[0], datetime.fromtimestamp(r[1], UTC)) for r in rows]
+
+
+def _pg_text(value: str) -> str:
+    """``value`` as PostgreSQL stores it through this store (see ``_nul_safe``)."""
+    return value.replace("\x00", "\ufffd")
+
+
+def _nul_safe(dumper: type[Dumper]) -> type[Dumper]:
+    """``dumper`` with NUL replaced by U+FFFD: PostgreSQL text cannot hold NUL, SQLite can.
+
+    Keap's data, its error messages or a callback can carry one; storing the value slightly
+    altered beats failing to store the event, its outcome or its audit line at all.
+    """
+
+    class NulSafe(dumper):  # type: ignore[valid-type,misc]
+        def dump(self, obj: str) -> Buffer | None:
+            dumped: Buffer | None = super().dump(_pg_text(obj))
+            return dumped
+
+    NulSafe.__name__ = f"NulSafe{dumper.__name__}"
+    return NulSafe
+
+
+_NUL_SAFE_DUMPERS = [_nul_safe(d) for d in (StrDumper, StrDumperUnknown, StrBinaryDumper)]
+
+
+@dataclass(frozen=True)
+class _Add:
+    """One ``add_event`` call waiting for the writer; ``future`` gets its result or error."""
+
+    event: NewEvent
+    window: timedelta | None
+    future: asyncio.Future[AddResult]
+
+
+def _settle(add: _Add, result: AddResult | BaseException) -> None:
+    """Answer one caller, unless it stopped waiting (its event is stored all the same)."""
+    if add.future.done():
+        return
+    if isinstance(result, BaseException):
+        add.future.set_exception(result)
+    else:
+        add.future.set_result(result)
+
+
+def _statements(batch: list[_Add]) -> list[list[_Add]]:
+    """Split a batch into the groups one ``_ADD_EVENTS`` statement can take, in a safe order.
+
+    A statement may upsert a dedupe row only once and applies one cutoff, so the n-th add of a
+    key goes to the n-th round and each round is split by window. Rounds run in order, so the
+    adds of one key run in the order they came, exactly as if each were its own transaction;
+    adds of different keys do not affect each other. A batch with no repeated key and one
+    window (the webhook's usual burst) is a single statement.
+    """
+    groups: dict[tuple[int, timedelta | None], list[_Add]] = {}
+    seen: Counter[str] = Counter()
+    for add in batch:
+        key = add.event.dedupe_key
+        groups.setdefault((seen[key], add.window), []).append(add)
+        seen[key] += 1
+    return [groups[g] for g in sorted(groups, key=lambda g: g[0])]
 
 
 def url_schema(url: str) -> str | None:
@@ -210,6 +300,9 @@ class PostgresStore(Store):
             timeout=timeout,
             name="connector-store",
         )
+        self._adds: asyncio.Queue[_Add | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
 
     @classmethod
     async def connect(cls, url: str, *, clock: Clock = time.time, **options: Any) -> PostgresStore:
@@ -229,7 +322,10 @@ class PostgresStore(Store):
         return store
 
     async def _configure(self, conn: Conn) -> None:
-        """Every pooled connection: durable commits, and the store's schema when one was given."""
+        """Every pooled connection: durable commits, text PostgreSQL can hold, and the store's
+        schema when one was given."""
+        for dumper in _NUL_SAFE_DUMPERS:
+            conn.adapters.register_dumper(str, dumper)
         await conn.execute("SET synchronous_commit TO on")
         if self._explicit_schema and self._schema is not None:
             await conn.execute(
@@ -287,6 +383,11 @@ class PostgresStore(Store):
     # --- lifecycle and schema ---------------------------------------------------------------
 
     async def close(self) -> None:
+        """Let the writer store and answer every event it was given, then close the pool."""
+        self._closing = True
+        if self._writer is not None and not self._writer.done():
+            self._adds.put_nowait(None)
+            await self._writer
         await self._pool.close()
 
     async def migrate(self) -> list[str]:
@@ -337,45 +438,101 @@ class PostgresStore(Store):
     # --- events -----------------------------------------------------------------------------
 
     async def add_event(self, event: NewEvent, dedupe_window: timedelta | None) -> AddResult:
-        """Decide and write in one statement; a duplicate then reads the winner's id.
+        """Queue the event for this store's writer task and wait until its batch is committed.
 
-        The upsert takes the event id from the sequence up front so the dedupe row and the
-        event are written together. When the key is inside its window the upsert returns
-        nothing but still holds the dedupe row's lock, so the follow-up read in the same
-        transaction sees the committed winner and nothing can replace it meanwhile.
+        Group commit: while one batch is being written, the next calls wait in the queue, and
+        the writer takes them all at once. Each batch is one statement in autocommit mode, so
+        one transaction and one WAL flush; the callers are answered only after it returns,
+        so after the commit is on disk. Writers in other processes or on other hosts are
+        settled by the dedupe table's primary key, never by a read: ``ON CONFLICT`` waits for
+        a concurrent writer of the same key and then decides on its committed row.
         """
+        if self._closing:
+            raise StoreUnavailableError(f"the PostgreSQL store at {self._where} is closed")
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_events(), name="connector-store-writer")
+        future: asyncio.Future[AddResult] = asyncio.get_running_loop().create_future()
+        self._adds.put_nowait(_Add(event, dedupe_window, future))
+        return await future
+
+    async def _write_events(self) -> None:
+        """The writer task: take every add waiting (up to a limit), store them, repeat.
+
+        ``None`` in the queue is ``close`` asking it to stop once what came before is stored.
+        """
+        while True:
+            batch = [await self._adds.get()]
+            while len(batch) < _BATCH_LIMIT and not self._adds.empty():
+                batch.append(self._adds.get_nowait())
+            adds = [add for add in batch if add is not None]
+            for group in _statements(adds):
+                try:
+                    await self._store_group(group)
+                except BaseException as exc:  # no caller may wait forever on a broken writer
+                    for add in group:
+                        _settle(add, exc)
+                    if not isinstance(exc, Exception):
+                        raise
+            if len(adds) < len(batch):
+                return
+
+    async def _store_group(self, group: list[_Add]) -> None:
+        """Store a group in one statement; if one event breaks it, store each event alone.
+
+        A failed statement writes nothing, so retrying each event in its own statement loses
+        nothing and stores nothing twice: the bad event fails for its own caller only, and the
+        others still commit. When the store itself is unavailable every caller is told so,
+        without retrying one by one.
+        """
+        try:
+            results = await self._insert_events(group)
+        except StoreUnavailableError as exc:
+            for add in group:
+                _settle(add, exc)
+            return
+        except Exception as exc:
+            if len(group) == 1:
+                _settle(group[0], exc)
+                return
+            for add in group:
+                await self._store_group([add])
+            return
+        for add in group:
+            _settle(add, results[_pg_text(add.event.dedupe_key)])
+
+    async def _insert_events(self, group: list[_Add]) -> dict[str, AddResult]:
+        """Run ``_ADD_EVENTS`` for adds of distinct keys and one window; results by key."""
         now = self._clock()
-        cutoff = float("-inf") if dedupe_window is None else now - dedupe_window.total_seconds()
+        window = group[0].window
+        cutoff = float("-inf") if window is None else now - window.total_seconds()
+        events = [add.event for add in group]
         params = {
-            "key": event.dedupe_key,
             "now": now,
             "cutoff": cutoff,
-            "source": event.source,
-            "contact_id": event.contact_id,
-            "email": event.email,
-            "bounce_type": event.bounce_type,
-            "keap_count": event.keap_count,
-            "raw": event.raw,
+            "keys": [e.dedupe_key for e in events],
+            "sources": [e.source for e in events],
+            "contact_ids": [e.contact_id for e in events],
+            "emails": [e.email for e in events],
+            "bounce_types": [e.bounce_type for e in events],
+            "keap_counts": [e.keap_count for e in events],
+            "raws": [e.raw for e in events],
         }
-        async with self._transaction() as conn:
-            cursor = await conn.execute(_ADD_EVENT, params)
-            row = await cursor.fetchone()
-            if row is not None:
-                return AddResult(int(row[0]), duplicate=False)
-            cursor = await conn.execute(
-                "SELECT event_id FROM dedupe WHERE dedupe_key = %s", (event.dedupe_key,)
-            )
-            winner = await cursor.fetchone()
-        assert winner is not None, "the conflicting dedupe row is locked by this transaction"
-        return AddResult(int(winner[0]), duplicate=True)
+        rows = await self._all(_ADD_EVENTS, params)
+        return {key: AddResult(int(event_id), duplicate=not ours) for key, event_id, ours in rows}
 
     async def forget_dedupe(self, keys: Sequence[str]) -> list[str]:
-        """One statement with an array parameter, so any number of keys is one transaction."""
+        """One statement with an array parameter, so any number of keys is one transaction.
+
+        It locks the rows in key order, the order ``add_event`` batches lock them in, so a
+        batch and a forget sharing keys cannot deadlock.
+        """
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return []
         rows = await self._all(
-            "DELETE FROM dedupe WHERE dedupe_key = ANY(%s) RETURNING dedupe_key", (wanted,)
+            "DELETE FROM dedupe WHERE dedupe_key IN (SELECT dedupe_key FROM dedupe "
+            "WHERE dedupe_key = ANY(%s) ORDER BY dedupe_key FOR UPDATE) RETURNING dedupe_key",
+            (wanted,),
         )
         held = {row[0] for row in rows}
         return [key for key in wanted if key in held]
@@ -401,6 +558,18 @@ class PostgresStore(Store):
             cursor = await conn.execute(_CLAIM, params)
             rows = await cursor.fetchall()
         return sorted((_event(row) for row in rows), key=lambda e: e.id)
+
+    async def renew_leases(
+        self, event_ids: Sequence[int], owner: str, lease: timedelta
+    ) -> set[int]:
+        if not event_ids:
+            return set()
+        rows = await self._all(
+            "UPDATE events SET lease_until = %s WHERE id = ANY(%s) "
+            "AND status = 'processing' AND lease_owner = %s RETURNING id",
+            (self._clock() + lease.total_seconds(), list(event_ids), owner),
+        )
+        return {int(row[0]) for row in rows}
 
     async def _set_status(
         self,

@@ -18,6 +18,7 @@ import textwrap
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -138,6 +139,103 @@ async def test_concurrent_adds_share_commits_and_all_land(store: Store) -> None:
     assert (await store.queue_stats()).counts["queued"] == 300
 
 
+async def test_duplicates_inside_one_batch_store_each_key_once(
+    store: Store, clock: FakeClock
+) -> None:
+    """Concurrent adds share a batch; the outcome is as if each had run alone, in order."""
+    expired = await store.add_event(new_event("90", key="expired"), WINDOW)
+    clock.advance(WINDOW.total_seconds() + 1)
+    held = await store.add_event(new_event("91", key="held"), WINDOW)
+    keys = [f"k{k}" for k in range(10)] + ["expired", "held"]
+    calls = [key for key in keys for _ in range(3)]
+    random.Random(7).shuffle(calls)
+    results = await asyncio.gather(
+        *(store.add_event(new_event(key=key), WINDOW) for key in calls),
+        store.add_event(new_event(key="no-window"), timedelta(0)),
+        store.add_event(new_event(key="no-window"), timedelta(0)),
+    )
+    by_key: dict[str, list[tuple[int, bool]]] = {}
+    for key, result in zip(calls, results[: len(calls)], strict=True):
+        by_key.setdefault(key, []).append((result.event_id, result.duplicate))
+    for key, outcomes in by_key.items():
+        fresh = [event_id for event_id, duplicate in outcomes if not duplicate]
+        winner = held.event_id if key == "held" else fresh[0]
+        assert len(fresh) == (0 if key == "held" else 1), f"{key}: {outcomes}"
+        assert {event_id for event_id, _ in outcomes} == {winner}, f"{key}: one event for all"
+        stored = await store.get_event(winner)
+        assert stored is not None
+        assert stored.dedupe_key == key
+    assert by_key["expired"][0][0] != expired.event_id, "a key past its window is stored again"
+    zero = results[-2:]
+    assert not any(r.duplicate for r in zero), "a zero window dedupes nothing"
+    assert zero[0].event_id != zero[1].event_id
+    assert (await store.queue_stats()).counts["queued"] == 2 + 11 + 2
+
+
+async def test_each_add_in_a_batch_keeps_its_own_window(store: Store, clock: FakeClock) -> None:
+    keys = [f"key{k}" for k in range(6)]
+    first = [await store.add_event(new_event(key=key), None) for key in keys]
+    clock.advance(120)
+    windows = [timedelta(seconds=60), WINDOW, None] * 2
+    results = await asyncio.gather(
+        *(store.add_event(new_event(key=k), w) for k, w in zip(keys, windows, strict=True))
+    )
+    expected = [False, True, True] * 2  # 120 s is past 60 s, inside 10 min, and None is forever
+    assert [r.duplicate for r in results] == expected
+    assert [r.event_id == f.event_id for r, f in zip(results, first, strict=True)] == expected
+
+
+async def test_a_failing_add_does_not_fail_or_lose_the_rest_of_its_batch(store: Store) -> None:
+    """A count too big for the INTEGER column fails on both backends, for that event alone."""
+    good = [new_event(str(i)) for i in range(20)]
+    bad = NewEvent("webhook", "hard_bounce", "99", "x@example.com", 2**70, "bad", "{}")
+    calls = [*good[:10], bad, good[0], *good[10:]]
+    results = await asyncio.gather(
+        *(store.add_event(event, WINDOW) for event in calls), return_exceptions=True
+    )
+    failed = results.pop(10)
+    assert isinstance(failed, Exception), "the bad event fails for its own caller"
+    assert not isinstance(failed, StoreUnavailableError), "the store itself is fine"
+    added = [r for r in results if not isinstance(r, BaseException)]
+    assert len(added) == len(results) == 21, f"every other caller got its result: {results}"
+    assert [r.duplicate for r in added].count(True) == 1
+    assert added[10].event_id == added[0].event_id, "the copy names the stored event"
+    for result in added:
+        assert await store.get_event(result.event_id) is not None
+    assert (await store.queue_stats()).counts["queued"] == 20
+    retried = await store.add_event(replace(bad, keap_count=3), WINDOW)
+    assert not retried.duplicate, "the failed add left no dedupe row behind"
+
+
+async def test_an_add_returns_only_once_another_connection_sees_it(
+    store: Store, database_url: str, clock: FakeClock
+) -> None:
+    async with many_stores(database_url, clock, 1) as (reader,):
+
+        async def add_then_read(n: int) -> None:
+            added = await store.add_event(new_event(str(n % 40), key=f"key{n % 40}"), WINDOW)
+            stored = await reader.get_event(added.event_id)
+            assert stored is not None, "answered before the commit that holds it"
+            assert stored.dedupe_key == f"key{n % 40}"
+
+        await asyncio.gather(*(add_then_read(n) for n in range(80)))
+
+
+async def test_close_stores_and_answers_every_add_already_made(
+    store: Store, database_url: str, clock: FakeClock
+) -> None:
+    """Adds queued when ``close`` is called are committed and answered before it returns."""
+    writer = await open_store(database_url, clock=clock)
+    adds = [asyncio.create_task(writer.add_event(new_event(str(i)), WINDOW)) for i in range(30)]
+    await asyncio.sleep(0)
+    await writer.close()
+    results = await asyncio.gather(*adds)
+    assert not any(r.duplicate for r in results)
+    assert (await store.queue_stats()).counts["queued"] == 30
+    with pytest.raises(StoreUnavailableError):
+        await writer.add_event(new_event("31"), WINDOW)
+
+
 async def test_claim_takes_one_event_per_contact(store: Store) -> None:
     for bounce in ("hard_bounce", "general_bounce", "auto_reply"):
         await store.add_event(new_event("7", bounce=bounce), None)
@@ -200,6 +298,40 @@ async def test_strikes_are_idempotent_and_ordered(store: Store) -> None:
     assert again == [], "re-running event 1 sees the history it saw the first time"
     assert len(await store.strikes_for("7", "a@X.com")) == 2
     assert await store.record_strike(3, "7", "other@x.com", "hard_bounce", t) == []
+
+
+async def test_text_with_a_nul_is_stored_on_every_backend(store: Store) -> None:
+    """SQLite keeps a NUL; PostgreSQL text cannot, so it gets U+FFFD instead of an error."""
+    kept = "\x00" if store.dialect == "sqlite" else "\ufffd"
+    event = NewEvent("webhook", "hard_bounce", "1", "a\x00b@x.com", None, "k\x00", "raw\x00")
+    added = await store.add_event(event, timedelta(minutes=10))
+    await store.fail_event(added.event_id, "Keap said \x00", None)
+    await store.write_audit(AuditWrite(added.event_id, "1", "note", "note", StepStatus.DONE))
+
+    stored = await store.get_event(added.event_id)
+    assert stored is not None
+    assert (stored.email, stored.raw, stored.last_error) == (
+        f"a{kept}b@x.com",
+        f"raw{kept}",
+        f"Keap said {kept}",
+    )
+    again = await store.add_event(event, timedelta(minutes=10))
+    assert again.duplicate, "the same key is the same key after the swap"
+
+
+async def test_postgres_a_broken_writer_answers_its_callers(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def nothing(*_: object) -> dict[str, object]:
+        return {}
+
+    monkeypatch.setattr(pg_store, "_insert_events", nothing)
+    event = NewEvent("webhook", "hard_bounce", "1", None, None, "k", "{}")
+    with pytest.raises(KeyError):
+        await asyncio.wait_for(pg_store.add_event(event, None), timeout=10)
+    monkeypatch.undo()
+    added = await asyncio.wait_for(pg_store.add_event(event, None), timeout=10)
+    assert not added.duplicate, "the writer lives on after the failure"
 
 
 async def test_an_events_struck_address_is_the_first_one_recorded(store: Store) -> None:
@@ -700,6 +832,25 @@ async def test_postgres_explicit_schema_holds_every_table(
         assert await again.get_event(added.event_id) is not None
     finally:
         await again.close()
+
+
+async def test_postgres_concurrent_adds_share_one_statement(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: calls that arrive together are stored by one statement, one commit."""
+    groups: list[int] = []
+    insert = pg_store._insert_events  # type: ignore[attr-defined]
+
+    async def counted(group: list[object]) -> object:
+        groups.append(len(group))
+        return await insert(group)
+
+    monkeypatch.setattr(pg_store, "_insert_events", counted)
+    results = await asyncio.gather(
+        *(pg_store.add_event(new_event(str(i)), WINDOW) for i in range(100))
+    )
+    assert groups == [100]
+    assert len({r.event_id for r in results}) == 100
 
 
 async def test_postgres_scheme_alias_and_durable_commits(postgres_url: str) -> None:
