@@ -45,7 +45,7 @@ _CONTACT_FIELDS = ("contactid", "contact_id", "id", "contact0id")
 _EMAIL_FIELDS = ("email", "contact0email")
 _TYPE_FIELDS = ("bounce_type", "bouncetype")
 _CONTACT_ID = re.compile(r"^[0-9]{1,19}$")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,253}$")
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,253}$")
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,14 @@ def _media_type(content_type: str | None) -> str:
 
 
 def _text(body: bytes) -> str:
+    """The body as text; a NUL is refused here because no database text column can hold it."""
     try:
-        return body.decode("utf-8")
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise CallbackError("the body is not valid UTF-8") from None
+    if "\x00" in text:
+        raise CallbackError("the body contains a NUL character")
+    return text
 
 
 def _decode(content_type: str | None, text: str) -> dict[str, str]:
