@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -214,7 +215,7 @@ def main() -> None:
     parser.add_argument("--database", default=None, help="default: a new SQLite file")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    database = args.database or f"sqlite:///{workdir / 'bench.db'}"
+    database, schema = fresh_database(args.database, workdir)
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), database])
     try:
@@ -225,22 +226,56 @@ def main() -> None:
         trivial = measure(f"{base}/baseline", args.seconds, args.connections, 0, 0)
         durable = measure(hook, args.seconds, args.connections, 0, 10_000_000)
         paced = measure(hook, args.seconds, args.connections, 500.0, 20_000_000)
-        stored = stored_events(database) - before
         sent = accepted_by_server(base)
     finally:
         server.terminate()
         server.wait()
+    try:
+        stored = stored_events(database) - before
+    finally:
+        if schema is not None:
+            drop_schema(args.database, schema)
     generator = "wrk" if shutil.which("wrk") else "httpx"
     report(trivial, durable, paced, stored, sent, database, generator)
 
 
+def fresh_database(given: str | None, workdir: Path) -> tuple[str, str | None]:
+    """A new SQLite file, or a new schema on the given PostgreSQL server (dropped after).
+
+    Every run sends the same contact ids, so a store that kept an earlier run's events would
+    answer ``duplicate`` and measure only the duplicate path.
+    """
+    if given is None:
+        return f"sqlite:///{workdir / 'bench.db'}", None
+    if not given.startswith(("postgresql://", "postgres://")):
+        return given, None
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    joiner = "&" if "?" in given else "?"
+    return f"{given}{joiner}options=-csearch_path%3D{schema}", schema
+
+
+def drop_schema(server: str, schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
 def accepted_by_server(base: str) -> int:
-    """202s the server sent (a load generator stopping mid-request never sees the last few)."""
+    """202s the server sent (a load generator stopping mid-request never sees the last few),
+    read once the count stops moving, so requests still in flight are counted too."""
     import httpx
 
-    text = httpx.get(f"{base}/metrics", timeout=10).text
     pattern = r'connector_events_received_total\{[^}]*status="queued"[^}]*\} ([0-9.e+]+)'
-    return int(sum(float(v) for v in re.findall(pattern, text)))
+    last = -1
+    while True:
+        text = httpx.get(f"{base}/metrics", timeout=10).text
+        count = int(sum(float(v) for v in re.findall(pattern, text)))
+        if count == last:
+            return count
+        last = count
+        time.sleep(0.3)
 
 
 def report(
