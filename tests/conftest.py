@@ -34,3 +34,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
         if name.startswith(("KEAP_", "CONNECTOR_")):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+@pytest.fixture(autouse=True)
+def fresh_keap_limiter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own process-wide Keap rate limiter (``shared_limiter``).
+
+    A test against a throttled sandbox slows the limiter down; without this the next test in the
+    same pytest process (the same test on the other backend, say) inherits that pace.
+    """
+    monkeypatch.setattr("connector.keap.retry._shared", None)

@@ -2,6 +2,11 @@
 
 Used by the end-to-end, reliability and security tests: a migrated install in a temporary
 directory, ``connector serve`` processes, and every byte the processes printed.
+
+The install's store is ``connector_database_url``. Here that is a SQLite file, the default the
+reliability matrix relies on (some of its rows read that file directly); ``tests/e2e/conftest.py``
+and ``tests/test_security.py`` override it with ``database_url``, so the end-to-end and security
+tests run once on SQLite and once on a PostgreSQL schema of their own.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import pytest
 from connector.demo import free_port
 from connector.sandbox import RunningSandbox
 from connector.store import Event, EventStatus, open_store
+from tests.fixtures_store import is_sqlite
 
 WEBHOOK_SECRET = "e2e-webhook-secret-0123456789"
 
@@ -82,8 +88,14 @@ class Connector:
         return self.env["CONNECTOR_DATABASE_URL"]
 
     @property
+    def on_sqlite(self) -> bool:
+        return is_sqlite(self.database_url)
+
+    @property
     def database(self) -> Path:
-        return self.workdir / "connector.db"
+        """The SQLite file of the install (only for an install on SQLite)."""
+        assert self.on_sqlite, f"not a SQLite install: {self.database_url}"
+        return Path(self.database_url.removeprefix("sqlite:///"))
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -159,12 +171,20 @@ def _wait_healthy(served: Serve, timeout: float = 60) -> None:
 
 
 @pytest.fixture
-def connector(sandbox: RunningSandbox, tmp_path: Path) -> Iterator[Connector]:
+def connector_database_url(tmp_path: Path) -> str:
+    """The ``connector`` fixture's store: a SQLite file unless a conftest or module overrides it."""
+    return f"sqlite:///{tmp_path / 'connector.db'}"
+
+
+@pytest.fixture
+def connector(
+    sandbox: RunningSandbox, tmp_path: Path, connector_database_url: str
+) -> Iterator[Connector]:
     """A migrated connector install pointed at the sandbox with an API key."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("KEAP_", "CONNECTOR_"))},
         **sandbox.env(),
-        "CONNECTOR_DATABASE_URL": f"sqlite:///{tmp_path / 'connector.db'}",
+        "CONNECTOR_DATABASE_URL": connector_database_url,
         "CONNECTOR_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "KEAP_REQUESTS_PER_SECOND": "100",
         "KEAP_MAX_RETRY_SECONDS": "5",

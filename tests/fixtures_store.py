@@ -1,8 +1,12 @@
 """Pytest fixtures that give a test its own empty store location, on SQLite or on PostgreSQL.
 
-- ``database_url``: parametrized over ``sqlite`` and ``postgresql``, so a test that takes it runs
-  once per backend. SQLite gets a file in the test's ``tmp_path``; PostgreSQL gets a schema of
-  its own (named in the URL's ``options=-csearch_path=...``), dropped after the test.
+- ``backend``: parametrized over ``sqlite`` and ``postgresql``, so a test that takes it (or any
+  fixture below built on it) runs once per backend.
+- ``database_url``: a fresh store location on the test's backend. SQLite gets a file in the
+  test's ``tmp_path``; PostgreSQL gets a schema of its own (named in the URL's
+  ``options=-csearch_path=...``), dropped after the test.
+- ``database_urls``: ``database_urls(name)`` gives another fresh location on the same backend
+  each call, for tests that need several stores (a reference install beside the one under test).
 - ``sqlite_url`` / ``postgres_url``: one backend only, for tests that are about that backend.
 - ``postgres_server``: the server's base URL, checked once per session.
 - ``store`` (both backends), ``sqlite_store``, ``pg_store``: a migrated store on those URLs,
@@ -15,9 +19,10 @@ CI run without PostgreSQL cannot pass by accident.
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -27,6 +32,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from connector.store import Store, open_store
+
+DatabaseUrls = Callable[[str], str]
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 # Read at import: the autouse ``clean_env`` fixture hides CONNECTOR_/KEAP_ variables per test.
@@ -50,6 +57,14 @@ def schema_url(server_url: str, schema: str) -> str:
     """``server_url`` with its search path set to ``schema`` (the store creates it on migrate)."""
     joiner = "&" if "?" in server_url else "?"
     return f"{server_url}{joiner}options=-csearch_path%3D{schema}"
+
+
+def new_schema() -> str:
+    return f"test_{uuid.uuid4().hex[:20]}"
+
+
+def is_sqlite(url: str) -> bool:
+    return url.lower().startswith("sqlite:")
 
 
 def _where(server_url: str) -> str:
@@ -80,7 +95,7 @@ def drop_schema(server_url: str, schema: str) -> None:
 @pytest.fixture
 def postgres_schema(postgres_server: str) -> Iterator[str]:
     """A schema name no other test uses; whatever the test created in it is dropped after."""
-    schema = f"test_{uuid.uuid4().hex[:20]}"
+    schema = new_schema()
     yield schema
     drop_schema(postgres_server, schema)
 
@@ -96,11 +111,42 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> str:
+def backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite``, then ``postgresql``: the backend every store fixture of the test uses."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest) -> str:
     """A fresh store location on each backend in turn."""
-    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    name = "sqlite_url" if backend == "sqlite" else "postgres_url"
     url: str = request.getfixturevalue(name)
     return url
+
+
+@pytest.fixture
+def database_urls(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[DatabaseUrls]:
+    """``database_urls(name)``: a fresh store location on the test's backend at each call.
+
+    SQLite: ``<tmp_path>/databases/<name>-<n>.db``. PostgreSQL: a new schema, every one of them
+    dropped after the test.
+    """
+    numbers = itertools.count(1)
+    schemas: list[str] = []
+    server = request.getfixturevalue("postgres_server") if backend == "postgresql" else ""
+
+    def make(name: str) -> str:
+        if backend == "sqlite":
+            return f"sqlite:///{tmp_path / 'databases' / f'{name}-{next(numbers)}.db'}"
+        schemas.append(new_schema())
+        return schema_url(server, schemas[-1])
+
+    yield make
+    for schema in schemas:
+        drop_schema(server, schema)
 
 
 @pytest.fixture

@@ -74,8 +74,8 @@ def test_policy_check_reports_each_problem(tmp_path: Path) -> None:
     assert any("rule 2" in line and "when" in line for line in lines)
 
 
-def test_db_migrate_and_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CONNECTOR_DATABASE_URL", f"sqlite:///{tmp_path / 'c.db'}")
+def test_db_migrate_and_status(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTOR_DATABASE_URL", database_url)
     code, out, err = run("db", "status")
     assert code == 1
     assert "pending" in out
@@ -90,18 +90,18 @@ def test_db_migrate_and_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_commands_on_unmigrated_store_say_what_to_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CONNECTOR_DATABASE_URL", f"sqlite:///{tmp_path / 'c.db'}")
+    monkeypatch.setenv("CONNECTOR_DATABASE_URL", database_url)
     code, _, err = run("events", "list")
     assert code == 1
     assert "connector db migrate" in err
 
 
 def test_events_retry_needs_an_id_or_failed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CONNECTOR_DATABASE_URL", f"sqlite:///{tmp_path / 'c.db'}")
+    monkeypatch.setenv("CONNECTOR_DATABASE_URL", database_url)
     run("db", "migrate")
     code, _, err = run("events", "retry")
     assert code == 1
@@ -113,8 +113,8 @@ def test_events_retry_needs_an_id_or_failed(
     assert code == 1
 
 
-def test_serve_refuses_without_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CONNECTOR_DATABASE_URL", f"sqlite:///{tmp_path / 'c.db'}")
+def test_serve_refuses_without_secret(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNECTOR_DATABASE_URL", database_url)
     code, _, err = run("serve")
     assert code == 1
     assert "CONNECTOR_WEBHOOK_SECRET" in err

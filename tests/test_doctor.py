@@ -1,4 +1,9 @@
-"""``connector doctor``: each check against the sandbox, a real SQLite store and broken settings."""
+"""``connector doctor``: each check against the sandbox, a real store and broken settings.
+
+The checks that open the store run on SQLite and on PostgreSQL (``database_url``). The SQLite
+file checks (a missing file, its permissions) are SQLite only, and so are the tests of checks
+that never open the store (settings, policy), which use ``sqlite_url`` as a place to point at.
+"""
 
 from __future__ import annotations
 
@@ -17,31 +22,27 @@ from connector.keap import auth
 from connector.keap.tokens import OAuthToken
 from connector.policy import write_default_policy
 from connector.sandbox import RunningSandbox
-from connector.store import open_store
-from connector.store.sqlite import SQLiteStore
+from connector.store import PostgresStore, open_store
+from connector.store.sqlite import SQLiteStore, sqlite_path
+from tests.fixtures_store import DatabaseUrls
 
 WEBHOOK_SECRET = "doctor-webhook-secret-0123456789"
 
 
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'connector.db'}"
-
-
-async def migrated(tmp_path: Path) -> str:
-    url = db_url(tmp_path)
+async def migrated(url: str) -> str:
     store = await open_store(url, migrate=True)
     await store.close()
     return url
 
 
 async def sandbox_settings(
-    sandbox: RunningSandbox, tmp_path: Path, *, oauth: bool = False, **extra: Any
+    sandbox: RunningSandbox, url: str, *, oauth: bool = False, **extra: Any
 ) -> Settings:
     values: dict[str, Any] = {
         name.lower(): value for name, value in sandbox.env(oauth=oauth).items()
     }
     values.update(
-        connector_database_url=await migrated(tmp_path),
+        connector_database_url=await migrated(url),
         connector_webhook_secret=WEBHOOK_SECRET,
         keap_max_retry_seconds=5,
     )
@@ -54,15 +55,16 @@ def by_name(checks: list[Check]) -> dict[str, Check]:
 
 
 async def test_a_healthy_install_passes_every_check(
-    sandbox: RunningSandbox, tmp_path: Path
+    sandbox: RunningSandbox, database_url: str, backend: str
 ) -> None:
-    checks = await run_checks(await sandbox_settings(sandbox, tmp_path))
+    checks = await run_checks(await sandbox_settings(sandbox, database_url))
+    file_modes = ["database permissions"] if backend == "sqlite" else []
     assert [c.name for c in checks] == [
         "settings",
         "webhook secret",
         "policy",
         "database",
-        "database permissions",
+        *file_modes,
         "keap credentials",
         "keap throttle",
     ]
@@ -101,8 +103,8 @@ async def test_settings_that_do_not_load_are_one_failed_check(
     assert checks[0].fix
 
 
-async def test_no_credentials_fail_settings_and_keap(tmp_path: Path) -> None:
-    settings = load_settings(connector_database_url=await migrated(tmp_path))
+async def test_no_credentials_fail_settings_and_keap(database_url: str) -> None:
+    settings = load_settings(connector_database_url=await migrated(database_url))
     checks = by_name(await run_checks(settings))
     assert not checks["settings"].ok
     assert "KEAP_API_KEY" in checks["settings"].fix
@@ -112,10 +114,10 @@ async def test_no_credentials_fail_settings_and_keap(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("variable", ["keap_api_base_url", "keap_token_url", "keap_authorize_url"])
 async def test_plain_http_to_a_remote_keap_fails(
-    sandbox: RunningSandbox, tmp_path: Path, variable: str
+    sandbox: RunningSandbox, sqlite_url: str, variable: str
 ) -> None:
     overrides: dict[str, Any] = {variable: "http://keap.example.com"}
-    settings = await sandbox_settings(sandbox, tmp_path, **overrides)
+    settings = await sandbox_settings(sandbox, sqlite_url, **overrides)
     check = doctor._check_settings(settings)
     assert not check.ok
     assert variable.upper() in check.detail
@@ -123,9 +125,9 @@ async def test_plain_http_to_a_remote_keap_fails(
 
 
 async def test_oauth_without_a_redirect_uri_is_a_warning(
-    sandbox: RunningSandbox, tmp_path: Path
+    sandbox: RunningSandbox, sqlite_url: str
 ) -> None:
-    settings = await sandbox_settings(sandbox, tmp_path, oauth=True, keap_redirect_uri=None)
+    settings = await sandbox_settings(sandbox, sqlite_url, oauth=True, keap_redirect_uri=None)
     check = doctor._check_settings(settings)
     assert check.ok
     assert check.warning
@@ -139,9 +141,9 @@ def test_a_short_webhook_secret_is_a_warning() -> None:
 
 
 async def test_a_missing_sqlite_file_fails_and_is_not_created(
-    sandbox: RunningSandbox, tmp_path: Path
+    sandbox: RunningSandbox, sqlite_url: str, tmp_path: Path
 ) -> None:
-    settings = await sandbox_settings(sandbox, tmp_path)
+    settings = await sandbox_settings(sandbox, sqlite_url)
     missing = tmp_path / "elsewhere" / "none.db"
     settings = settings.model_copy(update={"connector_database_url": f"sqlite:///{missing}"})
     checks = by_name(await run_checks(settings))
@@ -152,36 +154,43 @@ async def test_a_missing_sqlite_file_fails_and_is_not_created(
 
 
 async def test_pending_migrations_fail_with_the_command_that_applies_them(
-    sandbox: RunningSandbox, tmp_path: Path
+    sandbox: RunningSandbox, database_url: str, database_urls: DatabaseUrls
 ) -> None:
-    settings = await sandbox_settings(sandbox, tmp_path)
-    empty = tmp_path / "empty.db"
-    store = await open_store(f"sqlite:///{empty}", check=False)
+    settings = await sandbox_settings(sandbox, database_url)
+    empty = database_urls("empty")
+    store = await open_store(empty, check=False)
     await store.close()
-    settings = settings.model_copy(update={"connector_database_url": f"sqlite:///{empty}"})
+    settings = settings.model_copy(update={"connector_database_url": empty})
     check = by_name(await run_checks(settings))["database"]
     assert not check.ok
     assert "pending migration" in check.detail
     assert check.fix == "run `connector db migrate`"
 
 
+READ_ONLY = {
+    "sqlite": "the SQLite store failed: attempt to write a readonly database",
+    "postgresql": "the PostgreSQL store failed: cannot execute INSERT in a read-only transaction",
+}
+
+
 async def test_a_store_that_cannot_write_fails(
-    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sandbox: RunningSandbox, database_url: str, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def refuse(self: SQLiteStore, name: str, data: str) -> None:
-        raise StoreUnavailableError("the SQLite store failed: attempt to write a readonly database")
+    async def refuse(self: SQLiteStore | PostgresStore, name: str, data: str) -> None:
+        raise StoreUnavailableError(READ_ONLY[backend])
 
     monkeypatch.setattr(SQLiteStore, "save_checkpoint", refuse)
-    check = by_name(await run_checks(await sandbox_settings(sandbox, tmp_path)))["database"]
+    monkeypatch.setattr(PostgresStore, "save_checkpoint", refuse)
+    check = by_name(await run_checks(await sandbox_settings(sandbox, database_url)))["database"]
     assert not check.ok
-    assert "readonly" in check.detail
+    assert READ_ONLY[backend].split(": ", 1)[1] in check.detail
     assert "permissions" in check.fix
 
 
 async def test_the_write_probe_leaves_no_checkpoint_data(
-    sandbox: RunningSandbox, tmp_path: Path
+    sandbox: RunningSandbox, database_url: str
 ) -> None:
-    settings = await sandbox_settings(sandbox, tmp_path)
+    settings = await sandbox_settings(sandbox, database_url)
     await run_checks(settings)
     store = await open_store(settings.connector_database_url)
     try:
@@ -191,20 +200,21 @@ async def test_the_write_probe_leaves_no_checkpoint_data(
 
 
 async def test_a_database_readable_by_others_fails_with_chmod(
-    sandbox: RunningSandbox, tmp_path: Path
+    sandbox: RunningSandbox, sqlite_url: str
 ) -> None:
-    settings = await sandbox_settings(sandbox, tmp_path)
-    os.chmod(tmp_path / "connector.db", 0o644)
+    settings = await sandbox_settings(sandbox, sqlite_url)
+    database = sqlite_path(sqlite_url)
+    os.chmod(database, 0o644)
     check = by_name(await run_checks(settings))["database permissions"]
     assert not check.ok
     assert "0644" in check.detail
-    assert check.fix.startswith(f"chmod 600 {tmp_path / 'connector.db'}")
+    assert check.fix.startswith(f"chmod 600 {database}")
 
 
 async def test_an_unreachable_postgres_fails_without_showing_its_password(
-    sandbox: RunningSandbox, tmp_path: Path
+    sandbox: RunningSandbox, sqlite_url: str
 ) -> None:
-    settings = await sandbox_settings(sandbox, tmp_path)
+    settings = await sandbox_settings(sandbox, sqlite_url)
     url = "postgresql://connector:pw-hunter2-secret@127.0.0.1:1/connector"
     settings = settings.model_copy(update={"connector_database_url": url})
     checks = await run_checks(settings)
@@ -215,10 +225,10 @@ async def test_an_unreachable_postgres_fails_without_showing_its_password(
 
 
 async def test_an_invalid_policy_file_fails_and_a_valid_one_counts_its_rules(
-    sandbox: RunningSandbox, tmp_path: Path
+    sandbox: RunningSandbox, sqlite_url: str, tmp_path: Path
 ) -> None:
     policy = tmp_path / "policy.toml"
-    settings = await sandbox_settings(sandbox, tmp_path, connector_policy_file=policy)
+    settings = await sandbox_settings(sandbox, sqlite_url, connector_policy_file=policy)
     write_default_policy(policy)
     assert "rule(s)" in doctor._check_policy(settings).detail
     policy.write_text("[[rule]]\nbounce = 'no_such_type'\n", encoding="utf-8")
@@ -228,10 +238,10 @@ async def test_an_invalid_policy_file_fails_and_a_valid_one_counts_its_rules(
 
 
 async def test_a_wrong_api_key_fails_and_is_never_shown(
-    sandbox: RunningSandbox, tmp_path: Path
+    sandbox: RunningSandbox, database_url: str
 ) -> None:
     wrong = "KeapAK-wrong-0123456789abcdef"
-    checks = await run_checks(await sandbox_settings(sandbox, tmp_path, keap_api_key=wrong))
+    checks = await run_checks(await sandbox_settings(sandbox, database_url, keap_api_key=wrong))
     check = by_name(checks)["keap credentials"]
     assert not check.ok
     assert "401" in check.detail
@@ -240,8 +250,11 @@ async def test_a_wrong_api_key_fails_and_is_never_shown(
     assert wrong not in render(checks)
 
 
-async def test_an_unreachable_keap_fails_quickly(sandbox: RunningSandbox, tmp_path: Path) -> None:
-    settings = await sandbox_settings(sandbox, tmp_path, keap_api_base_url="http://127.0.0.1:1")
+async def test_an_unreachable_keap_fails_quickly(
+    sandbox: RunningSandbox, database_url: str
+) -> None:
+    unreachable = "http://127.0.0.1:1"
+    settings = await sandbox_settings(sandbox, database_url, keap_api_base_url=unreachable)
     check = by_name(await run_checks(settings))["keap credentials"]
     assert not check.ok
     assert "could not be reached" in check.detail
@@ -249,9 +262,9 @@ async def test_an_unreachable_keap_fails_quickly(sandbox: RunningSandbox, tmp_pa
 
 
 async def test_oauth_not_logged_in_fails_with_login(
-    sandbox: RunningSandbox, tmp_path: Path
+    sandbox: RunningSandbox, database_url: str
 ) -> None:
-    checks = by_name(await run_checks(await sandbox_settings(sandbox, tmp_path, oauth=True)))
+    checks = by_name(await run_checks(await sandbox_settings(sandbox, database_url, oauth=True)))
     assert not checks["oauth token"].ok
     assert checks["oauth token"].fix == "run `connector auth login`"
     assert "keap credentials" not in checks
@@ -266,9 +279,9 @@ async def login(settings: Settings, sandbox: RunningSandbox) -> None:
 
 
 async def test_oauth_logged_in_shows_expiry_and_passes(
-    sandbox: RunningSandbox, tmp_path: Path
+    sandbox: RunningSandbox, database_url: str
 ) -> None:
-    settings = await sandbox_settings(sandbox, tmp_path, oauth=True)
+    settings = await sandbox_settings(sandbox, database_url, oauth=True)
     await login(settings, sandbox)
     checks = await run_checks(settings)
     named = by_name(checks)
@@ -280,9 +293,9 @@ async def test_oauth_logged_in_shows_expiry_and_passes(
 
 
 async def test_an_expired_oauth_token_is_refreshed_by_the_check(
-    sandbox: RunningSandbox, tmp_path: Path
+    sandbox: RunningSandbox, database_url: str
 ) -> None:
-    settings = await sandbox_settings(sandbox, tmp_path, oauth=True)
+    settings = await sandbox_settings(sandbox, database_url, oauth=True)
     await login(settings, sandbox)
     store = await open_store(settings.connector_database_url)
     try:
@@ -301,8 +314,8 @@ async def test_an_expired_oauth_token_is_refreshed_by_the_check(
     assert sandbox.stats()["refreshes"] == 1
 
 
-async def test_a_revoked_grant_fails_with_login(sandbox: RunningSandbox, tmp_path: Path) -> None:
-    settings = await sandbox_settings(sandbox, tmp_path, oauth=True)
+async def test_a_revoked_grant_fails_with_login(sandbox: RunningSandbox, database_url: str) -> None:
+    settings = await sandbox_settings(sandbox, database_url, oauth=True)
     await login(settings, sandbox)
     sandbox.revoke_grant()
     check = by_name(await run_checks(settings))["keap credentials"]
@@ -311,8 +324,8 @@ async def test_a_revoked_grant_fails_with_login(sandbox: RunningSandbox, tmp_pat
 
 
 @pytest.mark.parametrize("sandbox", [{"requests_per_second": 1.0}], indirect=True)
-async def test_a_spent_keap_budget_fails(sandbox: RunningSandbox, tmp_path: Path) -> None:
-    settings = await sandbox_settings(sandbox, tmp_path, keap_requests_per_second=1.0)
+async def test_a_spent_keap_budget_fails(sandbox: RunningSandbox, database_url: str) -> None:
+    settings = await sandbox_settings(sandbox, database_url, keap_requests_per_second=1.0)
     check = by_name(await run_checks(settings))["keap throttle"]
     assert not check.ok
     assert "product 0/1" in check.detail

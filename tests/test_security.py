@@ -8,6 +8,9 @@ files are created 0600; oversized or malformed requests get a 4xx, never a 5xx; 
 
 The process tests run the real ``connector`` command with every logger at DEBUG, which is the
 level a user debugging a problem turns on, so that is where a leak would show first.
+
+Everything that keeps a store runs on SQLite and on PostgreSQL; the file-mode checks are about
+SQLite's files and run on SQLite only.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import psycopg
 import pytest
+from psycopg import sql
 
 from connector.config import load_settings
 from connector.errors import ConnectorError
@@ -37,6 +43,7 @@ from connector.sandbox import RunningSandbox
 from connector.store import Store, open_store
 from connector.webhook import MAX_BODY_BYTES, MAX_FIELDS, WebhookConfig, create_app
 from tests.fixtures_connector import WEBHOOK_SECRET, Connector
+from tests.fixtures_store import is_sqlite
 
 SECRET = "sec-review-webhook-key-0123456789"
 WRONG_KEY = "not-the-key-but-looks-like-one-42"
@@ -57,8 +64,8 @@ cli.main()
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(f"sqlite:///{tmp_path / 'hook.db'}", migrate=True)
+async def store(database_url: str) -> AsyncIterator[Store]:
+    opened = await open_store(database_url, migrate=True)
     yield opened
     await opened.close()
 
@@ -315,6 +322,25 @@ async def test_the_access_log_cannot_be_forged_through_the_path(
 # --- the real processes ------------------------------------------------------------------
 
 
+DATABASE_PASSWORD = "db-password-never-logged-42"
+
+
+@pytest.fixture
+def connector_database_url(database_url: str) -> str:
+    """The install's store, on each backend. A PostgreSQL URL gets a password if it has none
+    (the test server trusts local connections, so it is not checked); it must never be printed."""
+    parts = urlsplit(database_url)
+    if is_sqlite(database_url) or parts.password:
+        return database_url
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user}:{DATABASE_PASSWORD}@{host}"))
+
+
+def database_secrets(install: Connector) -> list[str]:
+    password = urlsplit(install.database_url).password
+    return [password] if password else []
+
+
 @pytest.fixture
 def debug_connector(connector: Connector) -> Connector:
     """The shared e2e install, run with every logger at DEBUG so nothing can hide there."""
@@ -322,9 +348,11 @@ def debug_connector(connector: Connector) -> Connector:
     return connector
 
 
-def stored_outside_the_token_table(database: Path) -> str:
+def stored_outside_the_token_table(database_url: str) -> str:
     """Every row of every table but ``oauth_tokens``, the one place tokens belong."""
-    conn = sqlite3.connect(database)
+    if not is_sqlite(database_url):
+        return _postgres_rows_outside_the_token_table(database_url)
+    conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
     try:
         tables = [
             row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -337,6 +365,25 @@ def stored_outside_the_token_table(database: Path) -> str:
         ]
     finally:
         conn.close()
+    return "\n".join(rows)
+
+
+def _postgres_rows_outside_the_token_table(database_url: str) -> str:
+    with psycopg.connect(database_url) as conn:
+        tables = [
+            str(row[0])
+            for row in conn.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+            )
+        ]
+        assert "oauth_tokens" in tables, tables
+        rows = [
+            repr(row)
+            for table in tables
+            if table != "oauth_tokens"
+            for row in conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table)))
+        ]
     return "\n".join(rows)
 
 
@@ -372,12 +419,13 @@ def test_serve_never_logs_the_key(
     printed = install.printed()
     assert [r.status_code for r in replies.values()] == [202, 401, 401, 404, 413, 400]
     assert plain.status_code == (403 if require_https else 202)
-    for secret in (WEBHOOK_SECRET, WRONG_KEY, sandbox.api_key):
+    for secret in (WEBHOOK_SECRET, WRONG_KEY, sandbox.api_key, *database_secrets(install)):
         assert secret not in printed
     assert unauthorised_query_keys(printed) == []
     assert "POST /keap/bounce/hard_bounce 401" in printed, "the access log is on, query-less"
     assert "POST /keap/bounce/hard_bounce 202" in printed, "DEBUG shows successes too"
-    assert_owner_only(install.database)
+    if install.on_sqlite:
+        assert_owner_only(install.database)
 
 
 @pytest.mark.slow
@@ -416,13 +464,17 @@ def test_oauth_tokens_and_client_secret_never_leak(
     assert sandbox.stats()["refreshes"] >= 2, "the flows really refreshed"
     secrets = [sandbox.client_secret, code, *issued]
     printed = install.printed()
-    stored = stored_outside_the_token_table(install.database)
+    stored = stored_outside_the_token_table(install.database_url)
     assert "Bearer" not in printed
     for secret in secrets:
         assert secret not in printed
         assert secret not in stored
-    assert_owner_only(install.database)
-    assert_owner_only(install.database.with_name("connector.db.refresh.lock"))
+    for secret in database_secrets(install):
+        assert secret not in printed
+    if install.on_sqlite:
+        database = install.database
+        assert_owner_only(database)
+        assert_owner_only(database.with_name(database.name + ".refresh.lock"))
 
 
 def record_issued_tokens(sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -441,14 +493,14 @@ def record_issued_tokens(sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatc
 
 async def test_tokens_never_in_repr_errors_or_raw_log_records(
     sandbox: RunningSandbox,
-    tmp_path: Path,
+    database_url: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     issued = record_issued_tokens(sandbox, monkeypatch)
     values = {k.lower(): v for k, v in sandbox.env(oauth=True).items()}
-    settings = load_settings(**values, connector_database_url=f"sqlite:///{tmp_path / 'c.db'}")
+    settings = load_settings(**values, connector_database_url=database_url)
     store = await open_store(settings.connector_database_url, migrate=True)
     texts: list[str] = []
     try:
@@ -487,6 +539,7 @@ def umask(request: pytest.FixtureRequest) -> Iterator[int]:
 
 
 async def test_the_store_and_its_companion_files_are_0600(tmp_path: Path, umask: int) -> None:
+    """SQLite only: its database, WAL, shared-memory and lock files (PostgreSQL keeps none)."""
     path = tmp_path / "fresh" / "connector.db"
     store = await open_store(f"sqlite:///{path}", migrate=True)
     try:

@@ -1,4 +1,7 @@
-"""``connector sync`` in-process against the sandbox: what it finds, queues, remediates, skips."""
+"""``connector sync`` in-process against the sandbox: what it finds, queues, remediates, skips.
+
+Every test that keeps a store runs on SQLite and on PostgreSQL (``database_url``/``database_urls``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ import socket
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +33,7 @@ from connector.sync import (
     run_sync,
 )
 from tests.fixtures_sandbox import SandboxFactory
+from tests.fixtures_store import DatabaseUrls
 
 MAPPED = {"HARD_BOUNCE", "BOUNCE"}
 ANCHOR_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: seeded update times fall in 2025
@@ -71,8 +74,7 @@ class Account:
         return {k: a.status for k, a in self.sandbox.state.addresses.items()}
 
 
-async def account_for(sandbox: RunningSandbox, tmp_path: Path, name: str = "s") -> Account:
-    url = f"sqlite:///{tmp_path / f'{name}.db'}"
+async def account_for(sandbox: RunningSandbox, url: str) -> Account:
     store = await open_store(url, migrate=True)
     await store.close()
     env = {k.lower(): v for k, v in sandbox.env().items()}
@@ -94,8 +96,8 @@ def seeded(**changes: Any) -> SandboxOptions:
 
 
 @pytest.fixture
-async def account(sandbox_factory: SandboxFactory, tmp_path: Path) -> Account:
-    return await account_for(sandbox_factory(seeded()), tmp_path)
+async def account(sandbox_factory: SandboxFactory, database_url: str) -> Account:
+    return await account_for(sandbox_factory(seeded()), database_url)
 
 
 async def with_store(account: Account) -> Store:
@@ -142,9 +144,11 @@ async def test_a_second_run_does_nothing_new(account: Account) -> None:
     assert account.notes() == notes
 
 
-async def test_both_strategies_do_the_same(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
-    one = await account_for(sandbox_factory(seeded()), tmp_path, "one")
-    two = await account_for(sandbox_factory(seeded()), tmp_path, "two")
+async def test_both_strategies_do_the_same(
+    sandbox_factory: SandboxFactory, database_urls: DatabaseUrls
+) -> None:
+    one = await account_for(sandbox_factory(seeded()), database_urls("one"))
+    two = await account_for(sandbox_factory(seeded()), database_urls("two"))
 
     a = await one.sync(strategy=Strategy.CONTACTS)
     b = await two.sync(strategy=Strategy.ADDRESSES)
@@ -252,10 +256,12 @@ async def test_since_scans_only_contacts_updated_after_it(account: Account) -> N
 
 
 async def test_auto_picks_the_address_listing_when_bounces_are_rare(
-    sandbox_factory: SandboxFactory, tmp_path: Path
+    sandbox_factory: SandboxFactory, database_urls: DatabaseUrls
 ) -> None:
-    rare = await account_for(sandbox_factory(seeded(bounced_fraction=0.0005)), tmp_path, "rare")
-    many = await account_for(sandbox_factory(seeded()), tmp_path, "many")
+    rare = await account_for(
+        sandbox_factory(seeded(bounced_fraction=0.0005)), database_urls("rare")
+    )
+    many = await account_for(sandbox_factory(seeded()), database_urls("many"))
 
     assert (await rare.sync()).strategy == "addresses"
     assert (await many.sync()).strategy == "contacts"

@@ -5,8 +5,10 @@ the whole suite; once it is, these imports are harmless duplicates.
 """
 
 from tests.fixtures_store import (  # noqa: F401 (fixtures are found by name)
+    backend,
     clock,
     database_url,
+    database_urls,
     pg_store,
     postgres_schema,
     postgres_server,
