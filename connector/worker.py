@@ -386,7 +386,7 @@ class Worker:
         contact = await self._contact(event)
         if isinstance(contact, str):
             return contact
-        pinned = await self._store.struck_address(event.id)
+        pinned = await self._store.struck_address(event.id) if _rerun(event) else None
         if pinned is not None:
             return await self._pinned_target(event, contact, pinned)
         target = pick_address(contact, event.email)
@@ -435,6 +435,16 @@ class Worker:
         if carried is not None:
             return carried
         return await self._client.get_email_status(target.address.email)
+
+
+def _rerun(event: Event) -> bool:
+    """Whether an earlier attempt may have begun this event (crashed, failed, released, or
+    finished and queued again by ``connector events retry``).
+
+    Every claim counts an attempt, a release (which gives it back) leaves its error and a
+    finished event its outcome, so only a first attempt can skip asking the store.
+    """
+    return event.attempts > 1 or event.last_error is not None or event.outcome is not None
 
 
 async def _first_of(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:

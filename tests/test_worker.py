@@ -193,6 +193,19 @@ async def test_a_retry_after_blanking_never_blanks_another_address(harness: Harn
     assert await harness.store.strikes_for(str(cid), "keep@example.com") == []
 
 
+async def test_a_finished_blank_queued_again_blanks_nothing_more(harness: Harness) -> None:
+    cid = harness.contact("gone@example.com", "keep@example.com")
+    harness.sandbox.state.set_status("gone@example.com", "HARD_BOUNCE")
+    event_id = await harness.event(cid, "hard_bounce")
+    assert (await harness.worker(BLANKING).drain()).done == 1
+
+    assert await harness.store.requeue(event_id) == 1
+    assert (await harness.worker(BLANKING).drain()).done == 1
+
+    assert dict(harness.sandbox.state.contacts[cid].emails) == {"EMAIL2": "keep@example.com"}
+    assert len(harness.notes_of(cid)) == 1
+
+
 async def test_a_blank_whose_answer_was_lost_is_not_repeated_elsewhere(harness: Harness) -> None:
     cid = harness.contact("gone@example.com", "keep@example.com")
     harness.sandbox.state.set_status("gone@example.com", "HARD_BOUNCE")
