@@ -183,7 +183,7 @@ def _count(fields: Mapping[str, str]) -> int | None:
     value = fields.get("count", "").strip()
     if not value or _unresolved(value):
         return None
-    if not value.isdigit() or len(value) > 9:
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:  # "²" is a digit to str
         raise CallbackError(f"count {value[:20]!a} is not a whole number")
     return int(value)
 
@@ -239,7 +239,7 @@ _TOO_LARGE = f"the body is over {MAX_BODY_BYTES // 1024} KiB"
 async def _read_body(request: Request) -> bytes | None:
     """The body, or None when it is over the limit (read no further than the limit)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         return None
     chunks: list[bytes] = []
     size = 0

@@ -243,6 +243,13 @@ def test_parser_raises_only_callback_errors(
     assert not any("\x00" in value for value in stored), "no database text holds a NUL"
 
 
+@pytest.mark.parametrize("count", ["%C2%B2", "%D9%A3", "-1", "1.5", "1234567890"])
+def test_a_count_that_is_not_ascii_digits_is_a_400_reason(count: str) -> None:
+    body = f"contactId=12&count={count}".encode()
+    with pytest.raises(CallbackError, match="not a whole number"):
+        parse_callback("hard_bounce", None, body)
+
+
 def test_a_nul_in_the_body_is_refused_and_a_nul_in_an_address_drops_it() -> None:
     with pytest.raises(CallbackError, match="NUL"):
         parse_callback("hard_bounce", None, b"contactId=12&Email=a\x00b@example.com")

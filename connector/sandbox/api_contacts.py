@@ -219,7 +219,7 @@ def _candidates(state: SandboxState, clauses: tuple[Clause, ...]) -> set[int] | 
 def _predicate(clause: Clause) -> Predicate:
     name = clause.name
     if name == "contact_id":
-        bound = int(clause.value) if clause.value.isdigit() else -1
+        bound = int(clause.value) if clause.value.isascii() and clause.value.isdigit() else -1
         return lambda c: compare(c.id, clause.op, bound)
     require_equality(clause)
     if name == "email":

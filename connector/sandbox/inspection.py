@@ -66,7 +66,7 @@ class Inspection:
 
     def stats(self, request: Request) -> Response:
         raw = request.param("log")
-        limit = int(raw) if raw and raw.isdigit() else None
+        limit = int(raw) if raw and raw.isascii() and raw.isdigit() else None
         return json_response(200, self.app.stats.snapshot(limit))
 
     def reset_stats(self, request: Request) -> Response:
