@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from connector.pipeline.outcome import Outcome, StepKind, StepRecord
 from connector.store import QueueStats
 
 
@@ -39,6 +40,13 @@ class Metrics:
             "connector_actions",
             "Remediation steps carried out against Keap (or planned, in dry run), by kind.",
             ["kind", "dry_run"],
+            registry=self.registry,
+        )
+        self.steps = Counter(
+            "connector_steps",
+            "Every step of every plan by kind and outcome (done, skipped, planned, failed), with "
+            "the skip reason: the same record the audit log, reports and Keap notes show.",
+            ["kind", "outcome", "reason", "dry_run"],
             registry=self.registry,
         )
         self.keap_calls = Gauge(
@@ -74,6 +82,18 @@ class Metrics:
                 bounce_type=bounce_type, status=status
             )
         child.inc()
+
+    def step(self, record: StepRecord, *, dry_run: bool) -> None:
+        """Count a recorded step; ``pending`` is a passing state, counted when it settles."""
+        if record.outcome is Outcome.PENDING:
+            return
+        flag = str(dry_run).lower()
+        reason = record.reason.code.name.lower() if record.reason else ""
+        self.steps.labels(
+            kind=record.kind.value, outcome=record.outcome.value, reason=reason, dry_run=flag
+        ).inc()
+        if record.outcome in (Outcome.DONE, Outcome.PLANNED) and record.kind is not StepKind.TARGET:
+            self.actions.labels(kind=record.kind.value, dry_run=flag).inc()
 
     def observe_queue(self, stats: QueueStats) -> None:
         for status, count in stats.counts.items():

@@ -1,19 +1,22 @@
-"""Reversing what the connector did, where Keap allows it.
+"""Reversing what the connector did, where Keap allows it; the undo is itself a step on record.
 
 A blanked address is put back in the field it was removed from, from the value the audit log
 kept. An opt-out is not reversed: Keap lets the API re-opt-in an address only from a few manual
 statuses, never from a bounce status, and mailing an address that bounced hurts the sender's
 reputation; a human must decide that in Keap itself.
+
+Every undo writes an ``undo`` step into the undone action's event (``undo:ACTION_ID``), so the
+audit log, ``events show`` and the report all show it beside the step it reversed.
 """
 
 from __future__ import annotations
 
-import json
-
 from connector.errors import InputError
 from connector.keap.client import KeapClient
 from connector.logs import mask_email
-from connector.store import StepStatus, Store
+from connector.pipeline.outcome import Outcome, StepKind, StepRecord, from_audit, to_audit
+from connector.pipeline.target import same_address
+from connector.store import AuditEntry, Store
 
 
 async def undo(store: Store, client: KeapClient, action_id: int) -> str:
@@ -21,40 +24,67 @@ async def undo(store: Store, client: KeapClient, action_id: int) -> str:
     entry = await store.get_audit(action_id)
     if entry is None:
         raise InputError(f"no action {action_id}", hint="see `connector audit`")
-    if entry.undone_at is not None:
+    step = from_audit(entry)
+    _check(step, entry, action_id)
+    return await _restore(store, client, entry, step)
+
+
+def _check(step: StepRecord, entry: AuditEntry, action_id: int) -> None:
+    if step.undone:
         raise InputError(f"action {action_id} was already undone")
-    if entry.status is not StepStatus.DONE or entry.dry_run:
-        raise InputError(f"action {action_id} is {entry.status.value}; nothing was changed in Keap")
-    if entry.kind == "opt_out":
+    if step.outcome is not Outcome.DONE or entry.dry_run:
+        shown = "planned (dry run)" if entry.dry_run else step.outcome.value
+        raise InputError(f"action {action_id} is {shown}; nothing was changed in Keap")
+    if step.kind is StepKind.OPT_OUT:
         raise InputError(
             f"action {action_id} opted an address out; Keap's API cannot opt a bounced address "
             "back in",
             hint="if the address is good again, opt it in by hand in Keap (contact > email status)",
         )
-    if entry.kind != "blank_email":
+    if step.kind is not StepKind.BLANK_EMAIL:
         raise InputError(
-            f"action {action_id} is a {entry.kind}; only a blanked address can be undone here",
+            f"action {action_id} is a {step.kind.value} step; only a blanked address can be "
+            "undone here",
             hint="remove tags, notes or tasks in Keap if they are unwanted",
         )
-    return await _restore(store, client, action_id, entry.contact_id, entry.before_value or "")
 
 
-async def _restore(
-    store: Store, client: KeapClient, action_id: int, contact_id: str, before: str
-) -> str:
-    old = json.loads(before)
-    email, field = str(old["email"]), str(old["field"])
-    contact = await client.get_contact(contact_id)
+async def _restore(store: Store, client: KeapClient, entry: AuditEntry, step: StepRecord) -> str:
+    old = step.before or {}
+    email, field = str(old.get("email") or ""), str(old.get("field") or "")
+    if not email or not field:
+        raise InputError(f"action {entry.id} did not record the address it removed")
+    contact = await client.get_contact(entry.contact_id)
     occupant = contact.in_field(field)
     if occupant is not None and occupant.email:
-        if occupant.email.casefold() == email.casefold():
-            await store.mark_undone(action_id)
-            return f"{field} of contact {contact_id} already holds {mask_email(email)}"
+        if same_address(occupant.email, email):
+            await _record(store, entry, email, field, "already back")
+            return f"{field} of contact {entry.contact_id} already holds {mask_email(email)}"
         raise InputError(
-            f"{field} of contact {contact_id} now holds another address; not overwriting it",
+            f"{field} of contact {entry.contact_id} now holds another address; not overwriting it",
             hint="restore the old address by hand in Keap; it is in the audit log",
         )
     keep = [(a.email, a.field) for a in contact.email_addresses if a.email]
-    await client.replace_email_addresses(contact_id, [*keep, (email, field)])
-    await store.mark_undone(action_id)
-    return f"restored {mask_email(email)} to {field} of contact {contact_id}"
+    await client.replace_email_addresses(entry.contact_id, [*keep, (email, field)])
+    await _record(store, entry, email, field, "restored")
+    return f"restored {mask_email(email)} to {field} of contact {entry.contact_id}"
+
+
+async def _record(store: Store, entry: AuditEntry, email: str, field: str, how: str) -> None:
+    """The undo's own audit row first, then the undone mark on the action it reversed."""
+    record = StepRecord(
+        kind=StepKind.UNDO,
+        subject=str(entry.id),
+        outcome=Outcome.DONE,
+        before={"field": field, "email": None},
+        after={"field": field, "email": email, "result": how},
+    )
+    write = to_audit(
+        record,
+        event_id=entry.event_id,
+        contact_id=entry.contact_id,
+        detail=f"undo of action {entry.id}",
+        dry_run=False,
+    )
+    await store.write_audit(write)
+    await store.mark_undone(entry.id)

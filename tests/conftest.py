@@ -6,7 +6,12 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.fixtures_sandbox", "tests.fixtures_store", "tests.fixtures_connector"]
+pytest_plugins = [
+    "tests.fixtures_sandbox",
+    "tests.fixtures_store",
+    "tests.fixtures_connector",
+    "tests.fixtures_pipeline",
+]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

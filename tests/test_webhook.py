@@ -250,11 +250,46 @@ def test_a_count_that_is_not_ascii_digits_is_a_400_reason(count: str) -> None:
         parse_callback("hard_bounce", None, body)
 
 
-def test_a_nul_in_the_body_is_refused_and_a_nul_in_an_address_drops_it() -> None:
+def test_a_nul_in_the_body_or_in_an_address_is_refused() -> None:
     with pytest.raises(CallbackError, match="NUL"):
         parse_callback("hard_bounce", None, b"contactId=12&Email=a\x00b@example.com")
-    parsed = parse_callback("hard_bounce", None, b"contactId=12&Email=a%00b%40example.com")
-    assert (parsed.contact_id, parsed.email) == ("12", None)
+    with pytest.raises(CallbackError, match="not an email address"):
+        parse_callback("hard_bounce", None, b"contactId=12&Email=a%00b%40example.com")
+
+
+@pytest.mark.parametrize(
+    "posted",
+    ["<x@y.z>", "mailto:a@b.c", "a@", "@b.c", "a b@c.d", "a@b@c.d", "a@localhost", "x@[1.2.3.4"],
+)
+def test_a_posted_email_that_is_not_an_address_is_refused(posted: str) -> None:
+    """DESIGN 1a: taken for "no address", it would let a destructive step pick one."""
+    body = f"contactId=12&Email={quote(posted)}".encode()
+    with pytest.raises(CallbackError, match="not an email address"):
+        parse_callback("hard_bounce", None, body)
+
+
+@pytest.mark.parametrize(
+    ("posted", "kept"),
+    [
+        ("Ada@Example.COM", "ada@example.com"),
+        ("straße@d.example", "straße@d.example"),
+        ("jo@münchen.de", "jo@münchen.de"),
+        ("~Contact.Email~", None),
+        ("", None),
+    ],
+)
+def test_a_posted_address_is_kept_lower_cased(posted: str, kept: str | None) -> None:
+    parsed = parse_callback("hard_bounce", None, f"contactId=12&Email={quote(posted)}".encode())
+    assert parsed.email == kept
+
+
+async def test_an_invalid_email_is_a_400_and_nothing_is_stored(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    reply = await post(client, body="contactId=12&Email=mailto%3Aa%40b.c")
+    assert reply.status_code == 400
+    assert "not an email address" in reply.json()["error"]
+    assert await store.list_events() == []
 
 
 @given(

@@ -4,100 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 
-from connector.config import load_settings
-from connector.keap.auth import ApiKeyAuth
-from connector.keap.client import KeapClient
-from connector.keap.models import Contact, EmailAddress
-from connector.keap.retry import RateLimiter, RetryPolicy
-from connector.metrics import Metrics
-from connector.policy import Policy, default_policy, parse_policy
-from connector.sandbox import RunningSandbox
-from connector.sandbox.state import EmailItem
-from connector.store import EventStatus, NewEvent, StepStatus, Store, open_store
+from connector.policy import parse_policy
+from connector.store import EventStatus, StepStatus
 from connector.undo import undo
-from connector.worker import Worker, WorkerOptions, pick_address
-
-BACKOFF = 0.2  # seconds before a failed event is due again
-
-
-async def after_backoff() -> None:
-    await asyncio.sleep(BACKOFF + 0.05)
-
-
-@dataclass
-class Harness:
-    sandbox: RunningSandbox
-    store: Store
-    client: KeapClient
-    counter: int = 0
-
-    def worker(self, policy: Policy | None = None, **options: object) -> Worker:
-        opts = WorkerOptions(base_backoff=BACKOFF, max_backoff=BACKOFF, **options)  # type: ignore[arg-type]
-        return Worker(self.store, self.client, policy or default_policy(), Metrics(), opts)
-
-    def quick_retries(self) -> None:
-        """Keap calls give up after two fast attempts, so a failure reaches the worker at once."""
-        self.client._retry = RetryPolicy(
-            max_attempts=2, max_seconds=1.0, base_delay=0.0, max_delay=0.0
-        )  # type: ignore[attr-defined]
-
-    def contact(self, *emails: str, status: str = "SINGLE_OPT_IN") -> int:
-        items = [EmailItem(f"EMAIL{i + 1}", e, "test") for i, e in enumerate(emails)]
-        contact = self.sandbox.state.add_contact("Ada", "Lovelace", items)
-        for email in emails:
-            self.sandbox.state.set_status(email, status)
-        return contact.id
-
-    async def event(self, contact_id: int | None, bounce: str, email: str | None = None) -> int:
-        self.counter += 1
-        added = await self.store.add_event(
-            NewEvent(
-                "webhook",
-                bounce,
-                None if contact_id is None else str(contact_id),
-                email,
-                None,
-                f"test:{self.counter}",
-                "{}",
-            ),
-            None,
-        )
-        return added.event_id
-
-    def tags_of(self, contact_id: int) -> set[str]:
-        state = self.sandbox.state
-        return {state.tags[t].name for t in state.tag_ids_of(contact_id)}
-
-    def notes_of(self, contact_id: int) -> list[str]:
-        return [n.text for n in self.sandbox.state.notes_of(contact_id)]
-
-    def status(self, email: str) -> str:
-        address = self.sandbox.state.address(email)
-        assert address is not None
-        return address.status
-
-
-@pytest.fixture
-async def harness(sandbox: RunningSandbox, database_url: str) -> AsyncIterator[Harness]:
-    """The worker against the sandbox, on each store backend (SQLite and PostgreSQL)."""
-    settings = load_settings(**{k.lower(): v for k, v in sandbox.env().items()})
-    store = await open_store(database_url, migrate=True)
-    retry = RetryPolicy.from_settings(settings)
-    client = KeapClient(
-        settings,
-        ApiKeyAuth(settings.keap_api_key),  # type: ignore[arg-type]
-        limiter=RateLimiter(1000.0),
-        retry=retry,
-    )
-    yield Harness(sandbox, store, client)
-    await client.aclose()
-    await store.close()
+from tests.fixtures_pipeline import Harness, after_backoff
 
 
 async def test_three_hard_bounces_walk_the_strikes_and_opt_out_once(harness: Harness) -> None:
@@ -162,10 +76,8 @@ async def test_blank_removes_only_that_address_and_undo_restores_it(harness: Har
     assert emails == {"EMAIL1": "keep@example.com", "EMAIL3": "also@example.com"}
     assert "gone@example.com" in harness.notes_of(cid)[0]
     (blank,) = [a for a in await harness.store.audit_for_event(event_id) if a.kind == "blank_email"]
-    assert json.loads(blank.before_value or "{}") == {
-        "email": "gone@example.com",
-        "field": "EMAIL2",
-    }
+    before = json.loads(blank.before_value or "{}")
+    assert (before["email"], before["field"]) == ("gone@example.com", "EMAIL2")
     message = await undo(harness.store, harness.client, blank.id)
     assert "restored" in message
     assert dict(harness.sandbox.state.contacts[cid].emails)["EMAIL2"] == "gone@example.com"
@@ -233,7 +145,9 @@ async def test_dry_run_plans_and_writes_nothing(harness: Harness) -> None:
     assert harness.notes_of(cid) == []
     steps = await harness.store.audit_for_event(event_id)
     assert steps
-    assert all(s.status is StepStatus.PLANNED and s.dry_run for s in steps)
+    actions = [s for s in steps if s.kind != "target"]
+    assert actions
+    assert all(s.status is StepStatus.PLANNED and s.dry_run for s in actions)
     writes = [r for r in harness.sandbox.stats()["log"] if r["method"] != "GET"]
     assert writes == [], f"dry run wrote to Keap: {writes}"
 
@@ -345,40 +259,3 @@ async def test_renewing_keeps_only_the_owners_leases(harness: Harness) -> None:
     assert await store.renew_leases([], "me", timedelta(seconds=60)) == set()
     await store.complete_event(first, "done")
     assert await store.renew_leases([first], "me", timedelta(seconds=60)) == set()
-
-
-def _contact(*addresses: tuple[str, str, str]) -> Contact:
-    return Contact(
-        id="1",
-        email_addresses=[
-            EmailAddress(email=e, field=f, email_opt_status=s) for e, f, s in addresses
-        ],
-    )
-
-
-@pytest.mark.parametrize(
-    ("posted", "expected", "why"),
-    [
-        ("b@x.com", "b@x.com", "posted address"),
-        ("B@X.COM", "b@x.com", "posted address"),
-        ("other@x.com", "c@x.com", "bounce status"),
-        (None, "c@x.com", "bounce status"),
-    ],
-)
-def test_pick_address(posted: str | None, expected: str, why: str) -> None:
-    contact = _contact(
-        ("a@x.com", "EMAIL1", "SINGLE_OPT_IN"),
-        ("b@x.com", "EMAIL2", "SINGLE_OPT_IN"),
-        ("c@x.com", "EMAIL3", "HARD_BOUNCE"),
-    )
-    target = pick_address(contact, posted)
-    assert target is not None
-    assert (target.address.email, target.picked_by) == (expected, why)
-
-
-def test_pick_address_falls_back_to_email1_then_nothing() -> None:
-    contact = _contact(("a@x.com", "EMAIL1", "CONFIRMED"), ("b@x.com", "EMAIL2", "CONFIRMED"))
-    target = pick_address(contact, None)
-    assert target is not None
-    assert (target.address.email, target.picked_by) == ("a@x.com", "EMAIL1")
-    assert pick_address(_contact(), "a@x.com") is None

@@ -1,0 +1,261 @@
+"""Plan -> Keap writes -> one outcome per step, each recorded before the next is taken.
+
+Exactly-once effects rest on the audit log. A step recorded ``done`` or ``skipped`` is never
+taken again, so an event re-run after a crash or a failure picks up where it stopped. Notes,
+tasks and blanks are not idempotent in Keap: before one is sent the step is recorded
+``pending``, and a ``pending`` (or ``failed``) step found on a re-run is first looked for in
+Keap (a note or task by the reference its text carries, a blank by the address being gone);
+only if it is not there is it sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+
+from connector.keap.client import KeapClient
+from connector.metrics import Metrics
+from connector.pipeline.outcome import (
+    Outcome,
+    Reason,
+    SkipReason,
+    StepKind,
+    StepRecord,
+    from_audit,
+    to_audit,
+)
+from connector.pipeline.plan import PlannedStep, StepPlan, target_record
+from connector.pipeline.tags import TagBatcher
+from connector.pipeline.target import held
+from connector.pipeline.text import note_text
+from connector.store import Event, Store
+
+
+def event_marker(event_id: int) -> str:
+    """The reference written into notes and tasks, so a lost answer can be checked in Keap."""
+    return f"[bounce-connector event {event_id}]"
+
+
+Values = dict[str, str | None]
+Write = Callable[[], Awaitable[Values]]
+Exists = Callable[[], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Carries out plans; everything it talks to is injected, so tests can hand it fakes."""
+
+    store: Store
+    client: KeapClient
+    tags: TagBatcher
+    metrics: Metrics
+    dry_run: bool = False
+
+    async def execute(self, event: Event, plan: StepPlan) -> list[StepRecord]:
+        """Every step of ``plan`` taken or skipped and recorded; returns the event's records."""
+        run = _Run(self, event, plan)
+        await run.start()
+        await run.all_steps()
+        return [from_audit(entry) for entry in await self.store.audit_for_event(event.id)]
+
+
+@dataclass
+class _Run:
+    executor: Executor
+    event: Event
+    plan: StepPlan
+    done: dict[str, StepRecord] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        entries = await self.executor.store.audit_for_event(self.event.id)
+        self.done = {record.key: record for record in map(from_audit, entries)}
+        for index, title in enumerate(self.task_titles()):
+            legacy = self.done.pop(f"task:{index}", None)  # tasks were keyed by position once
+            if legacy is not None and legacy.subject.isdigit():
+                self.done.setdefault(f"task:{title}", legacy)
+
+    def task_titles(self) -> list[str]:
+        return [s.subject for s in self.plan.steps if s.kind is StepKind.TASK]
+
+    async def all_steps(self) -> None:
+        steps = self.plan.steps
+        for step in steps:
+            if step.kind in (StepKind.TARGET, StepKind.OPT_OUT, StepKind.BLANK_EMAIL):
+                await self.step(step)
+        tagging = [s for s in steps if s.kind in (StepKind.TAG_ADD, StepKind.TAG_REMOVE)]
+        await asyncio.gather(*(self.step(step) for step in tagging))
+        for step in steps:
+            if step.kind in (StepKind.NOTE, StepKind.TASK):
+                await self.step(step)
+
+    # --- one step ---------------------------------------------------------------------------
+
+    async def step(self, step: PlannedStep) -> None:
+        base = self.blank_record(step)
+        previous = self.done.get(base.key)
+        if previous is not None and previous.final:
+            return
+        if step.skip is not None:
+            await self.record(replace(base, outcome=Outcome.SKIPPED, reason=step.skip))
+            return
+        if step.kind is StepKind.TARGET:
+            await self.record(target_record(self.plan.target, Outcome.DONE))
+            return
+        if self.executor.dry_run:
+            await self.record(replace(base, outcome=Outcome.PLANNED))
+            return
+        await self.take(step, base, previous)
+
+    def blank_record(self, step: PlannedStep) -> StepRecord:
+        address = self.plan.target.address
+        before: Values | None = None
+        if step.kind.destructive:
+            before = {
+                "email": address.email,
+                "field": address.field,
+                "status": address.email_opt_status,
+            }
+        return StepRecord(
+            kind=step.kind, subject=step.subject, outcome=Outcome.PENDING, before=before
+        )
+
+    async def take(self, step: PlannedStep, base: StepRecord, previous: StepRecord | None) -> None:
+        if step.kind is StepKind.OPT_OUT:
+            await self.settle(base, self.opt_out)
+        elif step.kind in (StepKind.TAG_ADD, StepKind.TAG_REMOVE):
+            await self.tag(step, base)
+        else:
+            write, exists = self.unique(step)
+            await self.settle_unique(base, previous, write, exists)
+
+    async def settle(self, base: StepRecord, write: Write) -> None:
+        try:
+            after = await write()
+        except BaseException as exc:
+            await self.failed(base, exc)
+            raise
+        await self.record(replace(base, outcome=Outcome.DONE, after=after))
+
+    async def settle_unique(
+        self, base: StepRecord, previous: StepRecord | None, write: Write, exists: Exists
+    ) -> None:
+        """A write recorded pending before it is sent, and looked for before it is resent.
+
+        A failure leaves it ``pending``, never ``failed``: whether Keap took it is unknown, and
+        only a look in Keap on the next attempt can tell.
+        """
+        unsettled = previous is not None and previous.outcome in (Outcome.PENDING, Outcome.FAILED)
+        if previous is not None and unsettled and await exists():
+            found: Values = {**(previous.after or {}), "found": "in Keap after a lost answer"}
+            await self.record(replace(base, outcome=Outcome.DONE, after=found))
+            return
+        await self.record(base)
+        await self.record(replace(base, outcome=Outcome.DONE, after=await write()))
+
+    async def failed(self, base: StepRecord, exc: BaseException) -> None:
+        error = str(exc) or type(exc).__name__
+        await self.record(replace(base, outcome=Outcome.FAILED, after={"error": error[:500]}))
+
+    async def record(self, record: StepRecord) -> None:
+        write = to_audit(
+            record,
+            event_id=self.event.id,
+            contact_id=self.plan.target.contact.id,
+            detail=self.plan.reason,
+            dry_run=self.executor.dry_run,
+        )
+        await self.executor.store.write_audit(write)
+        self.done[record.key] = record
+        self.executor.metrics.step(record, dry_run=self.executor.dry_run)
+
+    # --- the writes -------------------------------------------------------------------------
+
+    async def opt_out(self) -> Values:
+        address = self.plan.target.address
+        status = await self.executor.client.set_email_opt_status(
+            address.email, opted_in=False, reason=self.plan.reason
+        )
+        return {"email": status.email, "status": status.status}
+
+    async def tag(self, step: PlannedStep, base: StepRecord) -> None:
+        client, contact = self.executor.client, self.plan.target.contact
+        try:
+            tag_id = (await client.find_or_create_tag(step.subject)).id
+        except BaseException as exc:
+            await self.failed(base, exc)
+            raise
+        adding = step.kind is StepKind.TAG_ADD
+        if (tag_id in contact.tag_ids) == adding:
+            code = SkipReason.ALREADY_TAGGED if adding else SkipReason.NOT_TAGGED
+            await self.record(replace(base, outcome=Outcome.SKIPPED, reason=Reason(code)))
+            return
+
+        async def write() -> Values:
+            await self.executor.tags.submit("add" if adding else "remove", tag_id, contact.id)
+            return {"tag_id": tag_id}
+
+        await self.settle(base, write)
+
+    def unique(self, step: PlannedStep) -> tuple[Write, Exists]:
+        if step.kind is StepKind.BLANK_EMAIL:
+            return self.blank, self.blanked
+        if step.kind is StepKind.NOTE:
+            return self.note(step), self.note_exists
+        index = self.task_titles().index(step.subject)
+        return self.task(step.subject, index), self.task_exists(index)
+
+    async def blank(self) -> Values:
+        target = self.plan.target
+        keep = [
+            (a.email, a.field)
+            for a in target.contact.email_addresses
+            if a.email and a.field != target.address.field
+        ]
+        await self.executor.client.replace_email_addresses(target.contact.id, keep)
+        return {"field": target.address.field, "email": None}
+
+    async def blanked(self) -> bool:
+        """The contact was read in this attempt: the address missing from it is blanked."""
+        target = self.plan.target
+        return held(target.contact, target.address.email) is None
+
+    def note(self, step: PlannedStep) -> Write:
+        async def write() -> Values:
+            destructive = next((r for r in self.done.values() if r.kind.destructive), None)
+            text = note_text(self.plan, destructive)
+            note = await self.executor.client.create_note(
+                self.plan.target.contact.id,
+                title=self.plan.policy_plan.note_title,
+                text=f"{text}\n\n{event_marker(self.event.id)}",
+            )
+            return {"note_id": note.id, "rules": ",".join(str(r) for r in step.rules)}
+
+        return write
+
+    async def note_exists(self) -> bool:
+        marker = event_marker(self.event.id)
+        notes = await self.executor.client.list_notes(self.plan.target.contact.id)
+        return any(marker in (note.text or "") for note in notes)
+
+    def task_marker(self, index: int) -> str:
+        return f"{event_marker(self.event.id)} task {index + 1}"
+
+    def task(self, title: str, index: int) -> Write:
+        async def write() -> Values:
+            task = await self.executor.client.create_task(
+                self.plan.target.contact.id,
+                title=title,
+                description=f"{self.plan.reason}\n\n{self.task_marker(index)}",
+            )
+            return {"task_id": task.id, "title": title}
+
+        return write
+
+    def task_exists(self, index: int) -> Exists:
+        async def exists() -> bool:
+            marker = self.task_marker(index)
+            tasks = await self.executor.client.list_tasks(self.plan.target.contact.id)
+            return any(marker in (task.description or "") for task in tasks)
+
+        return exists

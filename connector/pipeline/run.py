@@ -1,0 +1,178 @@
+"""One event through the pipeline: read the contact, pick the target, count, plan, execute.
+
+This module gathers what planning needs (the only reads besides the executor's); planning itself
+is pure (:mod:`connector.pipeline.plan`) and only the executor writes to Keap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+
+from connector.bounces import BounceType
+from connector.errors import KeapNotFoundError
+from connector.keap.client import KeapClient
+from connector.keap.models import Contact, EmailAddressStatus, EmailField
+from connector.logs import mask_email
+from connector.pipeline import target as targets
+from connector.pipeline.executor import Executor
+from connector.pipeline.outcome import StepKind, StepRecord, from_audit, summary
+from connector.pipeline.plan import PastEvent, PlanInput, plan_steps
+from connector.pipeline.target import Evidence, Target
+from connector.policy import Policy, Strike
+from connector.store import Event, Store
+
+HISTORY_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What became of an event: its step records, or why there was nothing to act on."""
+
+    records: tuple[StepRecord, ...]
+    skipped: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.skipped if self.skipped is not None else summary(self.records)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    store: Store
+    client: KeapClient
+    policy: Policy
+    executor: Executor
+
+    async def run(self, event: Event) -> Finished:
+        found = await self.target(event)
+        if isinstance(found, str):
+            return Finished((), found)
+        bounce_type = BounceType(event.bounce_type)
+        history = await self.store.record_strike(
+            event.id, found.contact.id, found.address.email, bounce_type.value, event.received_at
+        )
+        status = await self.engagement(event, found, bounce_type)
+        plan = plan_steps(
+            PlanInput(
+                policy=self.policy,
+                target=found,
+                bounce_type=bounce_type,
+                occurred_at=event.received_at,
+                keap_count=event.keap_count,
+                strikes=[Strike(BounceType(s.bounce_type), s.occurred_at) for s in history],
+                last_open_time=status.last_open_time if status else None,
+                last_click_time=status.last_click_time if status else None,
+                past=await self.past(event, found.contact.id),
+            )
+        )
+        return Finished(tuple(await self.executor.execute(event, plan)))
+
+    async def target(self, event: Event) -> Target | str:
+        contact = await self.contact(event)
+        if isinstance(contact, str):
+            return contact
+        if rerun(event):
+            earlier = await self.earlier_target(event, contact)
+            if earlier is not None:
+                return earlier
+        found = targets.pick(contact, event.email)
+        return found if found is not None else f"skipped: contact {contact.id} has no email address"
+
+    async def earlier_target(self, event: Event, contact: Contact) -> Target | None:
+        """The address an earlier attempt chose, even if that attempt has since removed it."""
+        for record in map(from_audit, await self.store.audit_for_event(event.id)):
+            if record.kind is StepKind.TARGET and record.after and record.after.get("email"):
+                found = targets.pinned(
+                    contact,
+                    str(record.after["email"]),
+                    record.after.get("field") or EmailField.UNSPECIFIED.value,
+                )
+                code = record.after.get("evidence_code") or ""
+                evidence = Evidence.__members__.get(code, Evidence.EARLIER_ATTEMPT)
+                return Target(found.contact, found.address, evidence)
+        pinned = await self.store.struck_address(event.id)
+        if pinned is None:
+            return None
+        return targets.pinned(contact, pinned, await self.blanked_field(event, pinned))
+
+    async def blanked_field(self, event: Event, email: str) -> str:
+        """Events begun before the target step existed: the field their blank step recorded."""
+        for entry in await self.store.audit_for_event(event.id):
+            before = json.loads(entry.before_value or "{}") if entry.kind == "blank_email" else {}
+            if targets.same_address(str(before.get("email", "")), email):
+                return str(before.get("field") or EmailField.UNSPECIFIED.value)
+        return EmailField.UNSPECIFIED.value
+
+    async def contact(self, event: Event) -> Contact | str:
+        snapshot = contact_snapshot(event)
+        if snapshot is not None:
+            return snapshot
+        if event.contact_id is None:
+            found = await self.client.find_contacts_by_email(event.email or "")
+            if not found:
+                return f"skipped: no Keap contact has {mask_email(event.email or '')}"
+            return sorted(found, key=lambda c: int(c.id) if c.id.isdigit() else 0)[0]
+        try:
+            return await self.client.get_contact(event.contact_id)
+        except KeapNotFoundError:
+            return f"skipped: contact {event.contact_id} no longer exists in Keap (404)"
+
+    async def engagement(
+        self, event: Event, target: Target, bounce_type: BounceType
+    ) -> EmailAddressStatus | None:
+        """Opens and clicks matter only to rules that reset on engagement: read them only then."""
+        if not needs_engagement(self.policy, bounce_type) or not target.on_contact:
+            return None
+        carried = status_snapshot(event, target.address.email)
+        if carried is not None:
+            return carried
+        return await self.client.get_email_status(target.address.email)
+
+    async def past(self, event: Event, contact_id: str) -> list[PastEvent]:
+        entries = await self.store.list_audit(contact_id=contact_id, limit=HISTORY_ROWS)
+        grouped: dict[int, list[StepRecord]] = defaultdict(list)
+        for entry in entries:
+            if entry.event_id != event.id and not entry.dry_run:
+                grouped[entry.event_id].append(from_audit(entry))
+        return [PastEvent(event_id, steps) for event_id, steps in grouped.items()]
+
+
+def rerun(event: Event) -> bool:
+    """Whether an earlier attempt may have begun this event (crashed, failed, released, or
+    finished and queued again by ``connector events retry``).
+
+    Every claim counts an attempt, a release (which gives it back) leaves its error and a
+    finished event its outcome, so only a first attempt can skip asking the store.
+    """
+    return event.attempts > 1 or event.last_error is not None or event.outcome is not None
+
+
+def needs_engagement(policy: Policy, bounce_type: BounceType) -> bool:
+    return any(r.reset_on_engagement and bounce_type in r.bounce_types for r in policy.rules)
+
+
+def contact_snapshot(event: Event) -> Contact | None:
+    """A sync event carries the contact as the scan read it, saving a read per contact."""
+    if event.source != "sync":
+        return None
+    try:
+        data = json.loads(event.raw).get("contact")
+    except (ValueError, AttributeError):
+        return None
+    return Contact.model_validate(data) if isinstance(data, dict) else None
+
+
+def status_snapshot(event: Event, email: str) -> EmailAddressStatus | None:
+    """A sync event may carry the address status it read in bulk, saving a read per address."""
+    if event.source != "sync":
+        return None
+    try:
+        data = json.loads(event.raw).get("email_status")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    status = EmailAddressStatus.model_validate(data)
+    return status if targets.same_address(status.email, email) else None

@@ -1,0 +1,38 @@
+"""The Keap note's words for what was done, taken from the outcome record, not from the plan.
+
+The note is written after the destructive step has its outcome, so it can never say "opted out"
+about an address whose opt-out was skipped.
+"""
+
+from __future__ import annotations
+
+from connector.pipeline.outcome import Outcome, StepKind, StepRecord
+from connector.pipeline.plan import StepPlan
+
+_VERB = {StepKind.OPT_OUT: "opt out", StepKind.BLANK_EMAIL: "remove"}
+
+
+def action_sentence(plan: StepPlan, step: StepRecord | None) -> list[str]:
+    """One line saying what happened to the address, plus its old value when it changed."""
+    email = plan.target.address.email
+    rule = plan.policy_plan.rule
+    if step is None:
+        return [f"No change to the address {email}."]
+    if step.outcome is Outcome.DONE:
+        done = {
+            StepKind.OPT_OUT: f"Opted out the address {email} (rule {rule}).",
+            StepKind.BLANK_EMAIL: (
+                f"Removed the address {email} from {plan.target.address.field} (rule {rule})."
+            ),
+        }
+        return [done[step.kind], f"Old address: {email}"]
+    verb = _VERB.get(step.kind, step.kind.value)
+    why = f": {step.reason}" if step.reason is not None else f" ({step.outcome.value})"
+    return [f"Did not {verb} the address {email} (rule {rule}){why}."]
+
+
+def note_text(plan: StepPlan, destructive: StepRecord | None) -> str:
+    """The policy's account of the bounce with the outcome line put in as its second line."""
+    facts = (plan.policy_plan.note or "").splitlines()
+    head, rest = facts[:1], facts[1:]
+    return "\n".join([*head, *action_sentence(plan, destructive), *rest])
