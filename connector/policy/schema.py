@@ -1,0 +1,209 @@
+"""The policy file's shape: which keys it may hold and what each value may be (DESIGN.md 7).
+
+Each value parser raises ``ValueError`` with a message a policy author can act on; pydantic
+turns those into errors located at the key, and :mod:`connector.policy.load` words them and
+adds the rule they belong to. The shapes here only check one table at a time; checks across
+rules (conflicting tags) live in ``load``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, PlainValidator
+
+from connector.bounces import VALID_TYPES_TEXT, BounceType, parse_bounce_type
+from connector.durations import parse_duration
+from connector.errors import BounceTypeError
+from connector.policy.model import DEFAULT_STATUS_MAP, Action, PolicySettings, When
+
+MAX_COUNT = 1_000_000
+
+# ---------------------------------------------------------------------------------------------
+# Parsing values of the file
+
+_WHEN = re.compile(r"\s*(always|exactly|at\s+least|more\s+than)\s*([0-9]*)\s*", re.I | re.A)
+WHEN_FORMS = "'always', 'exactly N', 'at least N' or 'more than N'"
+
+
+def parse_when(text: str) -> When:
+    """Parse a count condition; raises ``ValueError`` with a message fit for a policy error."""
+    found = _WHEN.fullmatch(text)
+    if found is None:
+        raise ValueError(f"{text!r} is not a count condition; use {WHEN_FORMS}")
+    word = " ".join(found.group(1).lower().split())
+    digits = found.group(2)
+    if word == "always":
+        if digits:
+            raise ValueError(f"{text!r}: 'always' takes no number")
+        return When("always", 1, None)
+    if not digits:
+        raise ValueError(f"{text!r}: {word!r} needs a number, e.g. '{word} 2'")
+    number = int(digits)
+    if number > MAX_COUNT:
+        raise ValueError(f"{text!r}: the number must be at most {MAX_COUNT}")
+    return _when_range(word, number, text)
+
+
+def _when_range(word: str, number: int, text: str) -> When:
+    canonical = f"{word} {number}"
+    if word == "more than":
+        return When(canonical, number + 1, None)
+    if number < 1:
+        raise ValueError(f"{text!r} can never match: the bounce being decided always counts as 1")
+    if word == "exactly":
+        return When(canonical, number, number)
+    return When(canonical, number, None)
+
+
+def _string(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected {what} as a string, got {_toml_type(value)}")
+    return value
+
+
+def _strings(value: object, what: str) -> list[str]:
+    """A string or an array of strings: a single value need not be wrapped in brackets."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError(f"expected {what} as a string or an array of strings")
+    return [_string(item, what) for item in items]
+
+
+def _toml_type(value: object) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", list: "an array"}
+    return names.get(type(value), "a table" if isinstance(value, dict) else "a date or time")
+
+
+def _v_bounce(value: object) -> tuple[BounceType, ...]:
+    found: list[BounceType] = []
+    unknown: list[str] = []
+    for item in _strings(value, "bounce types"):
+        try:
+            found.append(parse_bounce_type(item))
+        except BounceTypeError:
+            unknown.append(repr(item))
+    if unknown:
+        raise ValueError(f"unknown bounce type {', '.join(unknown)}; use one of {VALID_TYPES_TEXT}")
+    if not found:
+        raise ValueError("name at least one bounce type")
+    return tuple(dict.fromkeys(found))
+
+
+def _v_tags(value: object) -> tuple[str, ...]:
+    tags = [tag.strip() for tag in _strings(value, "tag names")]
+    if not all(tags):
+        raise ValueError("a tag name cannot be empty")
+    return tuple(dict.fromkeys(tags))
+
+
+def _v_tasks(value: object) -> tuple[str, ...]:
+    tasks = [task.strip() for task in _strings(value, "task titles")]
+    if not all(tasks):
+        raise ValueError("a task title cannot be empty")
+    return tuple(dict.fromkeys(tasks))
+
+
+def _v_action(value: object) -> Action:
+    text = _string(value, "the action")
+    try:
+        return Action(text.strip().lower())
+    except ValueError:
+        choices = ", ".join(repr(action.value) for action in Action)
+        raise ValueError(f"unknown action {text!r}; use one of {choices}") from None
+
+
+def _v_when(value: object) -> When:
+    return parse_when(_string(value, "a count condition"))
+
+
+def _v_within(value: object) -> timedelta:
+    return parse_duration(_string(value, "a duration"))
+
+
+def _v_dedupe(value: object) -> timedelta:
+    return parse_duration(_string(value, "a duration"), allow_zero=True)
+
+
+def _v_title(value: object) -> str:
+    title = _string(value, "the note title").strip()
+    if not title:
+        raise ValueError("the note title cannot be empty")
+    return title
+
+
+# Statuses that mean the address is fine; mapping one to a bounce would act on healthy contacts.
+_MARKETABLE = frozenset({"UNENGAGED_MARKETABLE", "SINGLE_OPT_IN", "DOUBLE_OPT_IN", "CONFIRMED"})
+_UNMARKETABLE = frozenset(
+    {
+        "UNENGAGED_NON_MARKETABLE",
+        "NON_MARKETABLE",
+        "LOCKDOWN",
+        "BOUNCE",
+        "HARD_BOUNCE",
+        "MANUAL",
+        "ADMIN",
+        "SYSTEM",
+        "LIST_UNSUBSCRIBE",
+        "FEEDBACK",
+        "SPAM",
+        "INVALID",
+        "DEACTIVATED",
+    }
+)
+
+
+def _v_status(value: object) -> str:
+    key = _string(value, "a Keap email status").strip().upper()
+    if key in _MARKETABLE:
+        raise ValueError("a marketable status; mapping it would act on healthy addresses")
+    if key not in _UNMARKETABLE:
+        raise ValueError(f"not a Keap email status; use one of {', '.join(sorted(_UNMARKETABLE))}")
+    return key
+
+
+def _v_one_bounce(value: object) -> BounceType:
+    return _v_bounce(_string(value, "a bounce type"))[0]
+
+
+_StatusMap = dict[
+    Annotated[str, PlainValidator(_v_status)],
+    Annotated[BounceType, PlainValidator(_v_one_bounce)],
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# The file's shape
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class RuleShape(_Strict):
+    bounce: Annotated[tuple[BounceType, ...], PlainValidator(_v_bounce)]
+    when: Annotated[When, PlainValidator(_v_when)] = When("always", 1, None)
+    action: Annotated[Action, PlainValidator(_v_action)] = Action.NONE
+    add_tags: Annotated[tuple[str, ...], PlainValidator(_v_tags)] = ()
+    remove_tags: Annotated[tuple[str, ...], PlainValidator(_v_tags)] = ()
+    note: bool = False
+    within: Annotated[timedelta | None, PlainValidator(_v_within)] = None
+    reset_on_engagement: bool = False
+    task: Annotated[tuple[str, ...], PlainValidator(_v_tasks)] = ()
+
+
+class _SettingsIn(_Strict):
+    dedupe_window: Annotated[timedelta, PlainValidator(_v_dedupe)] = PolicySettings.dedupe_window
+    note_title: Annotated[str, PlainValidator(_v_title)] = PolicySettings.note_title
+
+
+class _SyncIn(_Strict):
+    status_map: _StatusMap = dict(DEFAULT_STATUS_MAP)
+
+
+class FileShape(_Strict):
+    settings: _SettingsIn = _SettingsIn()
+    rule: list[dict[str, Any]] = []
+    sync: _SyncIn = _SyncIn()
