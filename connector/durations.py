@@ -83,7 +83,7 @@ def parse_since(text: str, now: datetime) -> datetime:
         raise DurationError("--since is empty", hint=f"give a duration or a date: {SINCE_HINT}")
     if not value.isascii():
         raise DurationError(
-            f"--since {value!r} has characters other than ASCII letters and digits",
+            f"--since {value!r} has non-ASCII characters; write digits as 0-9",
             hint=SINCE_HINT,
         )
     now = _utc(now)
