@@ -43,7 +43,7 @@ def sync(
     from connector.sync.model import SyncOptions
 
     options = SyncOptions(
-        since=parse_since(since, datetime.now(UTC)) if since else None,
+        since=None if since is None else parse_since(since, datetime.now(UTC)),
         dry_run=dry_run,
         limit=limit,
         restart=restart,
