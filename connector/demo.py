@@ -39,9 +39,10 @@ import httpx
 from connector import policy
 from connector.bounces import BounceType
 from connector.errors import ConnectorError
+from connector.pipeline import outcome
 from connector.sandbox import RunningSandbox, SandboxOptions, start_sandbox
 from connector.sandbox.state import MARKETABLE, SandboxState
-from connector.store import AuditEntry, Event, EventStatus, StepStatus, open_store
+from connector.store import AuditEntry, Event, EventStatus, open_store
 
 # 2,000 contacts with 4% bounced addresses is a small Keap account: big enough for a real
 # backlog (about 100 bounced addresses), small enough that the sync scan takes seconds.
@@ -151,6 +152,7 @@ class DemoSummary:
     events: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> type -> count
     event_statuses: dict[str, int] = field(default_factory=dict)
     actions: dict[str, int] = field(default_factory=dict)  # audit steps done, by kind
+    outcomes: dict[str, int] = field(default_factory=dict)  # every step: "kind outcome (reason)"
     tags_added: dict[str, int] = field(default_factory=dict)  # audit tag_add steps, by tag
     keap: dict[str, int] = field(default_factory=dict)  # changes in the simulator's state
     keap_tags: dict[str, int] = field(default_factory=dict)  # policy tags' contacts in Keap
@@ -625,9 +627,11 @@ def _fill_from_store(summary: DemoSummary, read: tuple[list[Event], list[AuditEn
         by_source.setdefault(event.source, Counter())[event.bounce_type] += 1
     summary.events = {source: dict(counts) for source, counts in sorted(by_source.items())}
     summary.event_statuses = dict(Counter(e.status.value for e in events))
-    done = [a for a in audit if a.status is StepStatus.DONE and not a.dry_run]
-    summary.actions = dict(Counter(a.kind for a in done))
-    tags = Counter(a.step.removeprefix("tag_add:") for a in done if a.kind == "tag_add")
+    steps = outcome.records(a for a in audit if not a.dry_run)
+    done = [s for s in steps if s.outcome is outcome.Outcome.DONE]
+    summary.actions = dict(Counter(s.kind.value for s in done))
+    summary.outcomes = outcome.tally(steps)
+    tags = Counter(s.subject for s in done if s.kind is outcome.StepKind.TAG_ADD)
     summary.tags_added = dict(tags)
 
 
@@ -679,6 +683,7 @@ def _actions_lines(summary: DemoSummary) -> list[str]:
         f"tags removed {done.get('tag_remove', 0)}, notes {done.get('note', 0)}, "
         f"tasks {done.get('task', 0)}, addresses blanked {done.get('blank_email', 0)}",
         f"  tags written: {tags}",
+        *(f"  {name}: {n}" for name, n in summary.outcomes.items() if " done" not in name),
         "In Keap now (the simulator's state)",
         f"  contacts per tag: {now}",
         f"  addresses newly opted out (MANUAL) {keap.get('opted_out', 0)}, notes "

@@ -250,6 +250,19 @@ def action_text(steps: Sequence[StepRecord]) -> str:
     return text + (" (undone)" if step.undone else "")
 
 
+def tally(steps: Iterable[StepRecord]) -> dict[str, int]:
+    """Counts by ``kind outcome (reason)``, the words every summary uses; targets left out."""
+    counts: dict[str, int] = {}
+    for step in steps:
+        if step.kind is StepKind.TARGET or step.outcome is Outcome.PENDING:
+            continue
+        key = f"{step.kind.value} {step.outcome.value}"
+        if step.reason is not None:
+            key += f" ({step.reason})"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def summary(steps: Sequence[StepRecord]) -> str:
     """One line for an event's ``outcome``: every step that is not the target, in plan order."""
     target = next((s for s in steps if s.kind is StepKind.TARGET), None)

@@ -156,21 +156,13 @@ def _with_note(plan: Plan, event: BounceEvent, matches: Sequence[_Match]) -> Pla
     return replace(plan, note=_note_text(plan, event, matches))
 
 
-_DONE = {
-    Action.NONE: "No change to the address {email}.",
-    Action.OPT_OUT: "Opted out the address {email} (rule {rule}).",
-    Action.BLANK_EMAIL: "Removed the address {email} from the contact (rule {rule}).",
-}
-
-
 def _note_text(plan: Plan, event: BounceEvent, matches: Sequence[_Match]) -> str:
-    """A note a Keap user can read cold: what bounced, what was done, why, and the old value."""
-    lines = [
-        f"{event.bounce_type.label} ({event.bounce_type.value}) for {event.email}.",
-        _DONE[plan.action].format(email=event.email, rule=plan.rule),
-    ]
-    if plan.action is not Action.NONE:
-        lines.append(f"Old address: {event.email}")
+    """A note a Keap user can read cold: what bounced, which rules matched and why.
+
+    What became of the address is not decided here: the executor puts that line in (second)
+    from the outcome of the step, so a skipped opt-out is never written up as done.
+    """
+    lines = [f"{event.bounce_type.label} ({event.bounce_type.value}) for {event.email}."]
     if plan.add_tags:
         lines.append("Tags added: " + ", ".join(plan.add_tags))
     if plan.remove_tags:
