@@ -46,9 +46,23 @@ def register_secrets(settings: Settings) -> None:
 
 @asynccontextmanager
 async def opened_store(
-    settings: Settings, *, migrate: bool = False, check: bool = True
+    settings: Settings,
+    *,
+    migrate: bool = False,
+    check: bool = True,
+    create_if_empty: bool = False,
 ) -> AsyncIterator[Store]:
-    store = await open_store(settings.connector_database_url, migrate=migrate, check=check)
+    """The configured store, closed on exit; see ``open_store`` for the options.
+
+    Commands that only read or inspect (``events``, ``audit``, ``report``, ``auth``...) keep
+    the default: a store without its schema is refused with the ``connector db migrate`` hint.
+    """
+    store = await open_store(
+        settings.connector_database_url,
+        migrate=migrate,
+        check=check,
+        create_if_empty=create_if_empty,
+    )
     try:
         yield store
     finally:
@@ -76,11 +90,18 @@ class Runtime:
 
 
 @asynccontextmanager
-async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    """Everything a command that talks to Keap needs, closed in reverse order on exit."""
+async def runtime(settings: Settings, *, create_if_empty: bool = True) -> AsyncIterator[Runtime]:
+    """Everything a command that talks to Keap needs, closed in reverse order on exit.
+
+    ``serve``, ``worker`` and ``sync`` run through here, and DESIGN 5 has them create the
+    schema of a brand-new, empty store themselves (a first ``serve`` needs no ``db migrate``),
+    hence the default. A store that has tables but pending migrations is still refused with
+    the ``connector db migrate`` hint. ``undo`` should pass ``create_if_empty=False``: there
+    is nothing to undo in a new store, so it should say so rather than create one.
+    """
     register_secrets(settings)
     policy = load_policy(settings.connector_policy_file)
-    async with opened_store(settings) as store:
+    async with opened_store(settings, create_if_empty=create_if_empty) as store:
         credentials = build_credentials(settings, store)
         # Keap's ceiling is per credential across every process, so pace through the store.
         limiter = SharedRateLimiter(settings.requests_per_second, store)

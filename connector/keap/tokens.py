@@ -1,4 +1,4 @@
-"""The OAuth2 token record and the interface of wherever it is kept.
+"""The interface of wherever the OAuth2 token is kept (the record is ``connector.oauth_token``).
 
 Keap rotates the refresh token on every refresh and kills the old one, so whoever refreshes must
 hold ``refresh_lock`` (which serialises refreshes across processes, not only tasks), re-read the
@@ -8,23 +8,11 @@ token inside it, and save the new token before using the new access token.
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Protocol
 
-from pydantic import SecretStr
+from connector.oauth_token import OAuthToken
 
-
-@dataclass(frozen=True)
-class OAuthToken:
-    access_token: SecretStr
-    refresh_token: SecretStr
-    expires_at: datetime
-    scope: str = ""
-    token_type: str = "bearer"
-
-    def expires_within(self, margin: timedelta, now: datetime) -> bool:
-        return self.expires_at - margin <= now
+__all__ = ["OAuthToken", "TokenStore"]
 
 
 class TokenStore(Protocol):

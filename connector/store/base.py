@@ -2,19 +2,25 @@
 
 Callers see only this module: events, strike history, the audit log, OAuth tokens and sync
 checkpoints, each behind a small set of transactional async methods. Backends (SQLite today,
-PostgreSQL next) implement ``Store``; nothing outside ``connector/store`` knows which one runs.
+PostgreSQL) implement ``Store``; nothing outside ``connector/store`` knows which one runs.
+
+The OAuth token record is ``connector.oauth_token.OAuthToken``, shared with ``connector/keap``
+without either layer importing the other.
 """
 
 from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from connector.keap.tokens import OAuthToken
+from connector.oauth_token import OAuthToken
+
+Clock = Callable[[], float]
+"""The store's clock: epoch seconds. Injected so tests can move time by hand."""
 
 
 class EventStatus(enum.StrEnum):
@@ -26,12 +32,16 @@ class EventStatus(enum.StrEnum):
 
 
 class StepStatus(enum.StrEnum):
-    """Where one step of a plan stands; ``pending`` means sent but not confirmed."""
+    """Where one step of a plan stands; ``pending`` means sent but not confirmed.
+
+    ``skipped`` and ``failed`` say why in the audit row's ``reason``.
+    """
 
     PLANNED = "planned"
     PENDING = "pending"
     DONE = "done"
     SKIPPED = "skipped"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -93,11 +103,17 @@ class AuditEntry:
     created_at: datetime
     updated_at: datetime
     undone_at: datetime | None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
 class AuditWrite:
-    """One step of a plan as the worker records it (insert or update by ``event_id, step``)."""
+    """One step of a plan as the worker records it (insert or update by ``event_id, step``).
+
+    On update, ``before_value``, ``after_value`` and ``detail`` keep their stored value when
+    this write gives None; ``reason`` goes with ``status`` and is always replaced (None clears
+    it), so a step that was skipped for a reason and later done carries no stale reason.
+    """
 
     event_id: int
     contact_id: str
@@ -108,6 +124,7 @@ class AuditWrite:
     after_value: str | None = None
     detail: str | None = None
     dry_run: bool = False
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +158,11 @@ class Store(abc.ABC):
 
     async def pending_migrations(self) -> list[str]:
         return [m.name for m in await self.migration_status() if m.applied_at is None]
+
+    @abc.abstractmethod
+    async def is_empty(self) -> bool:
+        """True when the store holds no tables at all: a brand-new SQLite file, or an empty
+        (or not yet existing) PostgreSQL schema. Only such a store is created without asking."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

@@ -136,4 +136,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         )
         """,
     ),
+    Migration(
+        "0006_audit_reason",
+        # Why a step was skipped or failed, from the outcome record's fixed list of reasons.
+        """
+        ALTER TABLE audit ADD COLUMN reason TEXT
+        """,
+    ),
 )

@@ -33,10 +33,10 @@ import asyncio
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, LiteralString
 
 import psycopg
@@ -46,35 +46,36 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 from psycopg.types.string import StrBinaryDumper, StrDumper, StrDumperUnknown
 from psycopg_pool import AsyncConnectionPool
-from pydantic import SecretStr
 
 from connector.errors import ConfigError, StoreUnavailableError
-from connector.keap.tokens import OAuthToken
 from connector.store.base import (
     AddResult,
-    AuditEntry,
-    AuditWrite,
     Event,
-    EventStatus,
     MigrationState,
     NewEvent,
-    QueueStats,
-    Store,
     StrikeRecord,
 )
 from connector.store.migrations import MIGRATIONS
-from connector.store.sqlite import (
-    _AUDIT_COLUMNS,
-    _CONTACT_KEY,
-    _EVENT_COLUMNS,
+from connector.store.sql import (
+    APPLIED_MIGRATIONS,
+    CONTACT_KEY,
+    EARLIER_STRIKES,
+    EVENT_COLUMNS,
+    INSERT_STRIKE,
+    RECORD_MIGRATION,
     Clock,
-    _audit,
-    _dt,
-    _event,
-    slot_span,
+    SQLStore,
+    event_from_row,
+    for_dialect,
+    migration_states,
+    schema_migrations_table,
+    strikes_from_rows,
 )
 
+__all__ = ["PostgresStore", "url_schema"]
+
 Conn = psycopg.AsyncConnection[TupleRow]
+Params = Sequence[Any] | Mapping[str, Any]
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _SEARCH_PATH_OPTION = re.compile(r"-c\s*search_path\s*=\s*([^\s,]+)")
@@ -131,50 +132,17 @@ _ADD_EVENTS: LiteralString = (
     "FROM claimed c JOIN batch b USING (dedupe_key)"
 )
 
-_SELECT_EVENTS: LiteralString = "SELECT " + _EVENT_COLUMNS + " FROM events "  # noqa: S608
-_SELECT_AUDIT: LiteralString = "SELECT " + _AUDIT_COLUMNS + " FROM audit "  # noqa: S608
 _CLAIM: LiteralString = (
     "UPDATE events SET status = 'processing', attempts = attempts + 1, "  # noqa: S608
     "lease_until = %(until)s, lease_owner = %(owner)s, updated_at = %(now)s "
     "WHERE id IN (SELECT id FROM events WHERE " + _DUE + " AND id IN ("
-    "SELECT MIN(id) FROM events WHERE " + _DUE + " AND " + _CONTACT_KEY + " NOT IN ("
-    "SELECT " + _CONTACT_KEY + " FROM events "
+    "SELECT MIN(id) FROM events WHERE " + _DUE + " AND " + CONTACT_KEY + " NOT IN ("
+    "SELECT " + CONTACT_KEY + " FROM events "
     "WHERE status = 'processing' AND lease_until >= %(now)s) "
-    "GROUP BY " + _CONTACT_KEY + ") "
+    "GROUP BY " + CONTACT_KEY + ") "
     "ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
-    "RETURNING " + _EVENT_COLUMNS
+    "RETURNING " + EVENT_COLUMNS
 )
-
-_AUDIT_UPSERT: LiteralString = (
-    "INSERT INTO audit (event_id, contact_id, step, kind, status, before_value, "
-    "after_value, detail, dry_run, created_at, updated_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (event_id, step) DO UPDATE SET status = excluded.status, "
-    "before_value = COALESCE(excluded.before_value, audit.before_value), "
-    "after_value = COALESCE(excluded.after_value, audit.after_value), "
-    "detail = COALESCE(excluded.detail, audit.detail), "
-    "updated_at = excluded.updated_at RETURNING " + _AUDIT_COLUMNS
-)
-
-_ACQUIRE_SYNC: LiteralString = (
-    "INSERT INTO sync_checkpoints (name, data, owner, heartbeat_at, updated_at) "
-    "VALUES (%s, '', %s, %s, %s) ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
-    "heartbeat_at = excluded.heartbeat_at WHERE sync_checkpoints.owner IS NULL "
-    "OR sync_checkpoints.owner = excluded.owner "
-    "OR sync_checkpoints.heartbeat_at < %s RETURNING name"
-)
-
-_RESERVE_SLOTS: LiteralString = (
-    "INSERT INTO rate_limits (name, next_slot_at, updated_at) "
-    "VALUES (%(name)s, %(now)s + %(span)s, %(now)s) "
-    "ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at, "
-    "next_slot_at = GREATEST(rate_limits.next_slot_at, excluded.updated_at) + %(span)s "
-    "RETURNING next_slot_at"
-)
-
-
-def _strikes(rows: Sequence[Sequence[Any]]) -> list[StrikeRecord]:
-    return [StrikeRecord(r[0], datetime.fromtimestamp(r[1], UTC)) for r in rows]
 
 
 def _pg_text(value: str) -> str:
@@ -258,7 +226,7 @@ def _conninfo(url: str) -> dict[str, Any]:
         ) from None
 
 
-class PostgresStore(Store):
+class PostgresStore(SQLStore):
     """The ``Store`` on PostgreSQL; open it with ``await PostgresStore.connect(url)``."""
 
     dialect = "postgresql"
@@ -358,19 +326,23 @@ class PostgresStore(Store):
         async with self._connection() as conn, conn.transaction():
             yield conn
 
-    async def _one(self, query: LiteralString, params: Any = None) -> TupleRow | None:
+    async def _one(
+        self, query: LiteralString, params: Params = (), *, write: bool = True
+    ) -> TupleRow | None:
         async with self._connection() as conn:
-            cursor = await conn.execute(query, params)
+            cursor = await conn.execute(for_dialect(query, self.dialect), params or None)
             return await cursor.fetchone()
 
-    async def _all(self, query: LiteralString, params: Any = None) -> list[TupleRow]:
+    async def _all(
+        self, query: LiteralString, params: Params = (), *, write: bool = True
+    ) -> list[TupleRow]:
         async with self._connection() as conn:
-            cursor = await conn.execute(query, params)
+            cursor = await conn.execute(for_dialect(query, self.dialect), params or None)
             return await cursor.fetchall()
 
-    async def _run(self, query: LiteralString, params: Any = None) -> int:
+    async def _run(self, query: LiteralString, params: Params = ()) -> int:
         async with self._connection() as conn:
-            cursor = await conn.execute(query, params)
+            cursor = await conn.execute(for_dialect(query, self.dialect), params or None)
             return cursor.rowcount
 
     async def _lock(self, conn: Conn, purpose: str) -> None:
@@ -403,11 +375,8 @@ class PostgresStore(Store):
                 await conn.execute(
                     sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema))
                 )
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
-            )
-            cursor = await conn.execute("SELECT name FROM schema_migrations")
+            await conn.execute(schema_migrations_table(self.dialect))
+            cursor = await conn.execute(APPLIED_MIGRATIONS)
             done = {row[0] for row in await cursor.fetchall()}
             applied = []
             for migration in MIGRATIONS:
@@ -416,8 +385,7 @@ class PostgresStore(Store):
                 for statement in migration.statements(self.dialect):
                     await conn.execute(statement)
                 await conn.execute(
-                    "INSERT INTO schema_migrations (name, applied_at) VALUES (%s, %s)",
-                    (migration.name, self._clock()),
+                    for_dialect(RECORD_MIGRATION, self.dialect), (migration.name, self._clock())
                 )
                 applied.append(migration.name)
             return applied
@@ -428,12 +396,26 @@ class PostgresStore(Store):
             exists = await cursor.fetchone()
             applied: dict[str, float] = {}
             if exists is not None and exists[0]:
-                cursor = await conn.execute("SELECT name, applied_at FROM schema_migrations")
+                cursor = await conn.execute(APPLIED_MIGRATIONS)
                 applied = {row[0]: row[1] for row in await cursor.fetchall()}
-        return [MigrationState(m.name, _dt(applied.get(m.name))) for m in MIGRATIONS]
+        return migration_states(applied)
+
+    async def is_empty(self) -> bool:
+        """No table, view or sequence in the schema the store's tables would go to.
+
+        ``current_schema()`` is NULL when the search path names a schema that does not exist
+        yet (``migrate`` creates it): that store is empty too.
+        """
+        row = await self._one(
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S'))",
+            write=False,
+        )
+        return row is not None and bool(row[0])
 
     async def ping(self) -> None:
-        await self._one("SELECT 1")
+        await self._one("SELECT 1", write=False)
 
     # --- events -----------------------------------------------------------------------------
 
@@ -557,7 +539,7 @@ class PostgresStore(Store):
             await self._lock(conn, "claim")
             cursor = await conn.execute(_CLAIM, params)
             rows = await cursor.fetchall()
-        return sorted((_event(row) for row in rows), key=lambda e: e.id)
+        return sorted((event_from_row(row) for row in rows), key=lambda e: e.id)
 
     async def renew_leases(
         self, event_ids: Sequence[int], owner: str, lease: timedelta
@@ -570,75 +552,6 @@ class PostgresStore(Store):
             (self._clock() + lease.total_seconds(), list(event_ids), owner),
         )
         return {int(row[0]) for row in rows}
-
-    async def _set_status(
-        self,
-        event_id: int,
-        status: EventStatus,
-        *,
-        outcome: str | None = None,
-        error: str | None = None,
-        retry_at: datetime | None = None,
-        refund: bool = False,
-    ) -> None:
-        now = self._clock()
-        await self._run(
-            "UPDATE events SET status = %s, outcome = COALESCE(%s, outcome), "
-            "last_error = %s, next_attempt_at = %s, lease_until = NULL, lease_owner = NULL, "
-            "attempts = GREATEST(attempts - %s, 0), updated_at = %s WHERE id = %s",
-            (
-                status.value,
-                outcome,
-                error,
-                now if retry_at is None else retry_at.timestamp(),
-                1 if refund else 0,
-                now,
-                event_id,
-            ),
-        )
-
-    async def requeue(self, event_id: int | None = None, *, failed: bool = False) -> int:
-        now = self._clock()
-        update: LiteralString = (
-            "UPDATE events SET status = 'queued', attempts = 0, next_attempt_at = %s, "
-            "lease_until = NULL, lease_owner = NULL, updated_at = %s WHERE "
-        )
-        if event_id is not None:
-            return await self._run(
-                update + "id = %s AND status IN ('failed', 'dead', 'queued', 'done')",
-                (now, now, event_id),
-            )
-        if failed:
-            return await self._run(update + "status IN ('failed', 'dead')", (now, now))
-        return 0
-
-    async def get_event(self, event_id: int) -> Event | None:
-        row = await self._one(_SELECT_EVENTS + "WHERE id = %s", (event_id,))
-        return None if row is None else _event(row)
-
-    async def list_events(
-        self, status: EventStatus | None = None, limit: int = 100, since: datetime | None = None
-    ) -> list[Event]:
-        rows = await self._all(
-            _SELECT_EVENTS + "WHERE (%(status)s::text IS NULL OR status = %(status)s::text) "
-            "AND received_at >= %(since)s ORDER BY id DESC LIMIT %(limit)s",
-            {
-                "status": None if status is None else status.value,
-                "since": since.timestamp() if since else float("-inf"),
-                "limit": limit,
-            },
-        )
-        return [_event(row) for row in rows]
-
-    async def queue_stats(self) -> QueueStats:
-        """Counts and the oldest waiting event from one statement, so from one snapshot."""
-        rows = await self._all(
-            "SELECT status, COUNT(*), MIN(received_at) FROM events GROUP BY status"
-        )
-        counts = {row[0]: int(row[1]) for row in rows}
-        waiting = [row[2] for row in rows if row[0] in ("queued", "failed", "processing")]
-        age = None if not waiting else max(0.0, self._clock() - min(waiting))
-        return QueueStats({s.value: counts.get(s.value, 0) for s in EventStatus}, age)
 
     # --- strikes ----------------------------------------------------------------------------
 
@@ -660,119 +573,15 @@ class PostgresStore(Store):
                 (contact_id, address),
             )
             await conn.execute(
-                "INSERT INTO strikes (event_id, contact_id, email, bounce_type, occurred_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
+                for_dialect(INSERT_STRIKE, self.dialect),
                 (event_id, contact_id, address, bounce_type, occurred_at.timestamp()),
             )
             cursor = await conn.execute(
-                "SELECT bounce_type, occurred_at FROM strikes WHERE contact_id = %s "
-                "AND email = %s AND id < (SELECT id FROM strikes WHERE event_id = %s) ORDER BY id",
-                (contact_id, address, event_id),
+                for_dialect(EARLIER_STRIKES, self.dialect), (contact_id, address, event_id)
             )
-            return _strikes(await cursor.fetchall())
-
-    async def strikes_for(self, contact_id: str, email: str) -> list[StrikeRecord]:
-        rows = await self._all(
-            "SELECT bounce_type, occurred_at FROM strikes "
-            "WHERE contact_id = %s AND email = %s ORDER BY id",
-            (contact_id, email.lower()),
-        )
-        return _strikes(rows)
-
-    async def struck_address(self, event_id: int) -> str | None:
-        rows = await self._all("SELECT email FROM strikes WHERE event_id = %s", (event_id,))
-        return str(rows[0][0]) if rows else None
-
-    # --- audit ------------------------------------------------------------------------------
-
-    async def write_audit(self, entry: AuditWrite) -> AuditEntry:
-        now = self._clock()
-        row = await self._one(
-            _AUDIT_UPSERT,
-            (
-                entry.event_id,
-                entry.contact_id,
-                entry.step,
-                entry.kind,
-                entry.status.value,
-                entry.before_value,
-                entry.after_value,
-                entry.detail,
-                int(entry.dry_run),
-                now,
-                now,
-            ),
-        )
-        assert row is not None, "an upsert without a condition always returns its row"
-        return _audit(row)
-
-    async def audit_for_event(self, event_id: int) -> list[AuditEntry]:
-        rows = await self._all(
-            _SELECT_AUDIT + "WHERE event_id = %s ORDER BY id",
-            (event_id,),
-        )
-        return [_audit(row) for row in rows]
-
-    async def list_audit(
-        self,
-        contact_id: str | None = None,
-        limit: int = 200,
-        since: datetime | None = None,
-    ) -> list[AuditEntry]:
-        rows = await self._all(
-            _SELECT_AUDIT + "WHERE (%(contact)s::text IS NULL OR contact_id = %(contact)s::text) "
-            "AND created_at >= %(since)s ORDER BY id DESC LIMIT %(limit)s",
-            {
-                "contact": contact_id,
-                "since": since.timestamp() if since else float("-inf"),
-                "limit": limit,
-            },
-        )
-        return [_audit(row) for row in rows]
-
-    async def get_audit(self, audit_id: int) -> AuditEntry | None:
-        row = await self._one(_SELECT_AUDIT + "WHERE id = %s", (audit_id,))
-        return None if row is None else _audit(row)
-
-    async def mark_undone(self, audit_id: int) -> None:
-        await self._run("UPDATE audit SET undone_at = %s WHERE id = %s", (self._clock(), audit_id))
+            return strikes_from_rows(await cursor.fetchall())
 
     # --- OAuth tokens -----------------------------------------------------------------------
-
-    async def load_token(self) -> OAuthToken | None:
-        row = await self._one(
-            "SELECT access_token, refresh_token, expires_at, scope, token_type "
-            "FROM oauth_tokens WHERE id = 1"
-        )
-        if row is None:
-            return None
-        return OAuthToken(
-            access_token=SecretStr(row[0]),
-            refresh_token=SecretStr(row[1]),
-            expires_at=datetime.fromtimestamp(row[2], UTC),
-            scope=row[3],
-            token_type=row[4],
-        )
-
-    async def save_token(self, token: OAuthToken) -> None:
-        await self._run(
-            "INSERT INTO oauth_tokens (id, access_token, refresh_token, expires_at, scope, "
-            "token_type, updated_at) VALUES (1, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
-            "SET access_token = excluded.access_token, refresh_token = excluded.refresh_token, "
-            "expires_at = excluded.expires_at, scope = excluded.scope, "
-            "token_type = excluded.token_type, updated_at = excluded.updated_at",
-            (
-                token.access_token.get_secret_value(),
-                token.refresh_token.get_secret_value(),
-                token.expires_at.timestamp(),
-                token.scope,
-                token.token_type,
-                self._clock(),
-            ),
-        )
-
-    async def clear_token(self) -> None:
-        await self._run("DELETE FROM oauth_tokens")
 
     def refresh_lock(self) -> AbstractAsyncContextManager[None]:
         return self._session_lock("refresh")
@@ -805,63 +614,3 @@ class PostgresStore(Store):
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from None
         return conn
-
-    async def save_login_state(self, state: str) -> None:
-        await self._run(
-            "INSERT INTO kv (name, value, updated_at) VALUES ('oauth_login_state', %s, %s) "
-            "ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
-            "updated_at = excluded.updated_at",
-            (state, self._clock()),
-        )
-
-    async def take_login_state(self) -> str | None:
-        row = await self._one("DELETE FROM kv WHERE name = 'oauth_login_state' RETURNING value")
-        return None if row is None else str(row[0])
-
-    # --- sync checkpoints -------------------------------------------------------------------
-
-    async def load_checkpoint(self, name: str) -> str | None:
-        row = await self._one("SELECT data FROM sync_checkpoints WHERE name = %s", (name,))
-        return str(row[0]) if row and row[0] else None
-
-    async def save_checkpoint(self, name: str, data: str) -> None:
-        now = self._clock()
-        await self._run(
-            "INSERT INTO sync_checkpoints (name, data, heartbeat_at, updated_at) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET data = excluded.data, "
-            "heartbeat_at = excluded.heartbeat_at, updated_at = excluded.updated_at",
-            (name, data, now, now),
-        )
-
-    async def clear_checkpoint(self, name: str) -> None:
-        await self._run("UPDATE sync_checkpoints SET data = '' WHERE name = %s", (name,))
-
-    async def acquire_sync(self, name: str, owner: str, stale_after: timedelta) -> bool:
-        """One conditional upsert: a second run starting at the same moment waits on the row
-        lock, then sees a live owner that is not itself and gets False."""
-        now = self._clock()
-        row = await self._one(
-            _ACQUIRE_SYNC, (name, owner, now, now, now - stale_after.total_seconds())
-        )
-        return row is not None
-
-    async def release_sync(self, name: str, owner: str) -> None:
-        await self._run(
-            "UPDATE sync_checkpoints SET owner = NULL WHERE name = %s AND owner = %s",
-            (name, owner),
-        )
-
-    # --- shared request pacing --------------------------------------------------------------
-
-    async def reserve_send_slots(self, name: str, count: int, interval: float) -> float:
-        """One upsert, so one round trip and one short row lock per batch of slots.
-
-        ``ON CONFLICT DO UPDATE`` locks the timeline's row and computes from its latest
-        committed version, so concurrent reservers on any host queue on that lock and each
-        gets the span after the previous one; no advisory lock or read-then-write is needed.
-        """
-        span = slot_span(count, interval)
-        now = self._clock()
-        row = await self._one(_RESERVE_SLOTS, {"name": name, "now": now, "span": span})
-        assert row is not None, "an upsert without a condition always returns its row"
-        return float(row[0]) - span

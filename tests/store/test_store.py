@@ -360,6 +360,30 @@ async def test_audit_upserts_by_event_and_step(store: Store) -> None:
     assert undone.undone_at is not None
 
 
+async def test_audit_reason_goes_with_the_status(store: Store) -> None:
+    """A skip or failure says why; a later write replaces the reason with its own (or none)."""
+    skipped = await store.write_audit(
+        AuditWrite(1, "7", "opt_out", "opt_out", StepStatus.SKIPPED, reason="already_hard_bounce")
+    )
+    assert skipped.reason == "already_hard_bounce"
+    failed = await store.write_audit(
+        AuditWrite(2, "7", "task", "task", StepStatus.FAILED, detail="boom", reason="keap_error")
+    )
+    assert (failed.status, failed.reason) == (StepStatus.FAILED, "keap_error")
+    done = await store.write_audit(AuditWrite(2, "7", "task", "task", StepStatus.DONE))
+    assert (done.status, done.reason, done.detail) == (StepStatus.DONE, None, "boom")
+    read = await store.get_audit(skipped.id)
+    assert read is not None
+    assert read.reason == "already_hard_bounce"
+    assert [a.reason for a in await store.list_audit(contact_id="7")] == [
+        None,
+        "already_hard_bounce",
+    ]
+    assert [a.reason for a in await store.audit_for_event(1)] == ["already_hard_bounce"]
+    plain = await store.write_audit(AuditWrite(3, "8", "note", "note", StepStatus.DONE))
+    assert plain.reason is None
+
+
 def token(suffix: str) -> OAuthToken:
     return OAuthToken(
         access_token=SecretStr(f"access-{suffix}"),
