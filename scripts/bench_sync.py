@@ -32,8 +32,9 @@ RATE = 25.0
 KEY = "KeapAK-bench-sync-0123456789abcdef"
 MAPPED = {"HARD_BOUNCE": ["First Hard Bounce"], "BOUNCE": []}
 RUNNER = (
-    "import sys; from connector.config import load_settings; from connector import sync; "
-    "sys.exit(sync.command(load_settings(), sync.SyncOptions(progress=False)))"
+    "import sys; from connector.config import load_settings; from connector.cli import sync_view; "
+    "from connector.sync.model import SyncOptions; "
+    "sys.exit(sync_view.command(load_settings(), SyncOptions(), bar=False))"
 )
 
 

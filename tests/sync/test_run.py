@@ -1,4 +1,5 @@
-"""``connector sync`` in-process against the sandbox: what it finds, queues, remediates, skips.
+"""The run of ``connector sync`` in-process against the sandbox: what it finds, queues,
+remediates, skips; the lock, the checkpoint, ``--limit``, the dry run, and stopping.
 
 Every test that keeps a store runs on SQLite and on PostgreSQL (``database_url``/``database_urls``).
 """
@@ -8,105 +9,19 @@ from __future__ import annotations
 import io
 import json
 import socket
-from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
-from connector.config import Settings, load_settings
+from connector.cli.sync_view import OutputFormat
 from connector.errors import SyncRefusedError
 from connector.policy import default_policy
-from connector.sandbox import RunningSandbox, SandboxOptions
-from connector.store import NewEvent, Store, open_store
-from connector.sync import (
-    SYNC_NAME,
-    Checkpoint,
-    OutputFormat,
-    Strategy,
-    SyncOptions,
-    SyncSummary,
-    episode_key,
-    keap_time,
-    parse_since,
-    run_sync,
-)
-from tests.fixtures_sandbox import SandboxFactory
-from tests.fixtures_store import DatabaseUrls
-
-MAPPED = {"HARD_BOUNCE", "BOUNCE"}
-ANCHOR_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: seeded update times fall in 2025
-QUIET = SyncOptions(progress=False, install_signal_handlers=False)
-
-
-@dataclass
-class Account:
-    sandbox: RunningSandbox
-    settings: Settings
-
-    async def sync(self, out: io.StringIO | None = None, **changes: Any) -> SyncSummary:
-        return await run_sync(self.settings, replace(QUIET, **changes), out=out or io.StringIO())
-
-    def bounced(self) -> dict[tuple[int, str], str]:
-        """(contact, address) -> status for every address in a mapped status, any field."""
-        state = self.sandbox.state
-        found = {}
-        for contact in state.contacts.values():
-            for _, email in contact.emails:
-                address = state.address(email)
-                if address is not None and address.status in MAPPED:
-                    found[(contact.id, email.lower())] = address.status
-        return found
-
-    def tagged(self, name: str) -> set[int]:
-        return next(
-            (set(t.contacts) for t in self.sandbox.state.tags.values() if t.name == name), set()
-        )
-
-    def notes(self) -> Counter[int]:
-        return Counter(n.contact_id for n in self.sandbox.state.notes.values())
-
-    def writes(self) -> list[dict[str, Any]]:
-        return [e for e in self.sandbox.stats()["log"] if e["method"] != "GET"]
-
-    def statuses(self) -> dict[str, str]:
-        return {k: a.status for k, a in self.sandbox.state.addresses.items()}
-
-
-async def account_for(sandbox: RunningSandbox, url: str) -> Account:
-    store = await open_store(url, migrate=True)
-    await store.close()
-    env = {k.lower(): v for k, v in sandbox.env().items()}
-    settings = load_settings(
-        **env, connector_database_url=url, keap_requests_per_second=150.0, keap_user_id="1"
-    )
-    return Account(sandbox, settings)
-
-
-def seeded(**changes: Any) -> SandboxOptions:
-    base = SandboxOptions(
-        contacts=2500,
-        bounced_fraction=0.04,
-        seed=11,
-        requests_per_second=1000.0,
-        data_anchor_ms=ANCHOR_MS,
-    )
-    return replace(base, **changes)
-
-
-@pytest.fixture
-async def account(sandbox_factory: SandboxFactory, database_url: str) -> Account:
-    return await account_for(sandbox_factory(seeded()), database_url)
-
-
-async def with_store(account: Account) -> Store:
-    return await open_store(account.settings.connector_database_url)
-
-
-def expected_hard(account: Account) -> tuple[set[int], Counter[int]]:
-    hard = [key for key, status in account.bounced().items() if status == "HARD_BOUNCE"]
-    return {cid for cid, _ in hard}, Counter(cid for cid, _ in hard)
+from connector.service import Runtime
+from connector.store import NewEvent, Store
+from connector.sync import SYNC_NAME, Checkpoint, Strategy, SyncRun, run_sync
+from tests.sync.accounts import QUIET, Account, expected_hard, with_store
+from tests.sync.faulty import EndlessPages
 
 
 async def test_remediates_exactly_the_mapped_addresses_on_any_field(account: Account) -> None:
@@ -144,26 +59,9 @@ async def test_a_second_run_does_nothing_new(account: Account) -> None:
     assert account.notes() == notes
 
 
-async def test_both_strategies_do_the_same(
-    sandbox_factory: SandboxFactory, database_urls: DatabaseUrls
-) -> None:
-    one = await account_for(sandbox_factory(seeded()), database_urls("one"))
-    two = await account_for(sandbox_factory(seeded()), database_urls("two"))
-
-    a = await one.sync(strategy=Strategy.CONTACTS)
-    b = await two.sync(strategy=Strategy.ADDRESSES)
-
-    assert (a.strategy, b.strategy) == ("contacts", "addresses")
-    assert a.queued == b.queued > 0
-    assert one.notes() == two.notes()
-    assert one.tagged("First Hard Bounce") == two.tagged("First Hard Bounce")
-    calls_b = two.sandbox.stats()["calls"]
-    assert calls_b.get("getEmailAddressStatus", 0) == 0, "the listing carries the status"
-
-
 async def test_dry_run_writes_nothing_and_does_not_poison_a_real_run(account: Account) -> None:
     out = io.StringIO()
-    plan = await account.sync(out=out, dry_run=True, format=OutputFormat.JSON)
+    plan = await account.sync(out=out, fmt=OutputFormat.JSON, dry_run=True)
 
     rows = json.loads(out.getvalue())
     assert plan.planned == len(rows) == len(account.bounced())
@@ -185,10 +83,12 @@ async def test_dry_run_writes_nothing_and_does_not_poison_a_real_run(account: Ac
 
 async def test_dry_run_csv_has_the_plan_columns(account: Account) -> None:
     out = io.StringIO()
-    await account.sync(out=out, dry_run=True, format=OutputFormat.CSV, limit=5)
+    summary = await account.sync(out=out, fmt=OutputFormat.CSV, dry_run=True, limit=5)
     lines = out.getvalue().splitlines()
     assert lines[0] == "contact,address,field,status,bounce_type,rule,action,tags"
     assert len(lines) == 6
+    assert summary.plan is not None
+    assert [line.split(",")[0] for line in lines[1:]] == [r.contact for r in summary.plan]
 
 
 async def test_limit_stops_and_the_next_run_finishes_the_rest(account: Account) -> None:
@@ -237,34 +137,6 @@ async def test_a_bounce_the_webhook_already_counted_is_not_counted_again(account
 
     assert summary.already_counted == 1
     assert summary.queued == len(account.bounced()) - 1
-
-
-async def test_since_scans_only_contacts_updated_after_it(account: Account) -> None:
-    (cid, email), _ = next((k, s) for k, s in account.bounced().items() if s == "HARD_BOUNCE")
-    account.sandbox.state.set_status(email, "HARD_BOUNCE", touch_contacts=True)
-
-    summary = await account.sync(since=parse_since("2026-06-01"))
-
-    assert summary.strategy == "contacts"
-    assert 1 <= summary.contacts_scanned < 10
-    assert summary.queued >= 1
-    assert cid in account.tagged("First Hard Bounce")
-    queries = [
-        e["query"] for e in account.sandbox.stats()["log"] if e["operation"] == "listContacts"
-    ]
-    assert any("start_update_time" in q and "2026-06-01T00%3A00%3A00.000Z" in q for q in queries)
-
-
-async def test_auto_picks_the_address_listing_when_bounces_are_rare(
-    sandbox_factory: SandboxFactory, database_urls: DatabaseUrls
-) -> None:
-    rare = await account_for(
-        sandbox_factory(seeded(bounced_fraction=0.0005)), database_urls("rare")
-    )
-    many = await account_for(sandbox_factory(seeded()), database_urls("many"))
-
-    assert (await rare.sync()).strategy == "addresses"
-    assert (await many.sync()).strategy == "contacts"
 
 
 async def test_a_second_run_is_refused_while_one_holds_the_lock(account: Account) -> None:
@@ -345,18 +217,32 @@ async def test_the_checkpoint_outlives_the_scan_until_the_work_is_done(
     assert not any(c is not None and c.scanned for c in saved[:-1])
 
 
-def test_episode_key_ignores_case_and_separates_status_and_contact() -> None:
-    assert episode_key("7", " Ada@X.com ", "hard_bounce") == "sync:7:ada@x.com:HARD_BOUNCE"
-    assert episode_key("7", "a@x", "BOUNCE") != episode_key("7", "a@x", "HARD_BOUNCE")
-    assert episode_key("7", "a@x", "BOUNCE") != episode_key("8", "a@x", "BOUNCE")
+async def test_a_stop_during_the_scan_ends_the_run_and_keeps_the_checkpoint(
+    account: Account,
+) -> None:
+    """SIGINT/SIGTERM while pages are read: the run ends within a page, resumable."""
+    runs: list[SyncRun] = []
+    fake = EndlessPages(
+        when=lambda kw: not kw.get("order_by"),
+        on_page=lambda n: runs[0].request_stop() if n == 2 else None,
+    )
 
+    def prepare(rt: Runtime) -> None:
+        fake.real = rt.client.iter_contacts
+        setattr(rt.client, "iter_contacts", fake)  # noqa: B010 - an instance-level patch
 
-def test_since_and_keap_time_formats() -> None:
-    assert keap_time(parse_since("2026-01-31")) == "2026-01-31T00:00:00.000Z"
-    assert keap_time(parse_since("2026-01-31T10:00:00+02:00")) == "2026-01-31T08:00:00.000Z"
-    with pytest.raises(Exception, match="ISO-8601"):
-        parse_since("yesterday")
+    options = replace(QUIET, strategy=Strategy.CONTACTS)
+    summary = await run_sync(account.settings, options, prepare=prepare, started=runs.append)
 
-
-def test_default_policy_maps_only_bounces() -> None:
-    assert set(default_policy().status_map) == MAPPED
+    assert summary.interrupted
+    assert not summary.completed
+    assert fake.calls <= 2 + 3, "read-ahead may have asked for a page or two more, no more"
+    store = await with_store(account)
+    try:
+        saved = Checkpoint.load(await store.load_checkpoint(SYNC_NAME))
+        assert saved is not None
+        assert saved.strategy == "contacts"
+        assert not saved.scanned
+        assert await store.acquire_sync(SYNC_NAME, "next:1:abc", timedelta(minutes=2))
+    finally:
+        await store.close()
