@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 import typer
 
-from connector.cli.base import settings, typer_app
+from connector.cli.base import run_async, settings, typer_app
 from connector.cli.render import visible
 
 if TYPE_CHECKING:
@@ -39,7 +38,7 @@ def auth_login(
                 answer = code
             return await auth.complete_login(loaded, store, answer)
 
-    typer.echo(f"logged in: {visible(asyncio.run(run()).summary)}")
+    typer.echo(f"logged in: {visible(run_async(run()).summary)}")
 
 
 @app.command("status")
@@ -56,7 +55,7 @@ def auth_status() -> None:
         async with service.opened_store(loaded) as store:
             return await auth.auth_status(loaded, store)
 
-    status = asyncio.run(run())
+    status = run_async(run())
     typer.echo(visible(status.summary))
     if status.scope:
         typer.echo(f"scope: {visible(status.scope)}")
@@ -77,7 +76,7 @@ def auth_refresh() -> None:
         async with service.opened_store(loaded) as store:
             return await auth.refresh_now(loaded, store)
 
-    typer.echo(f"refreshed: {visible(asyncio.run(run()).summary)}")
+    typer.echo(f"refreshed: {visible(run_async(run()).summary)}")
 
 
 @app.command("logout")
@@ -92,5 +91,5 @@ def auth_logout() -> None:
         async with service.opened_store(loaded) as store:
             await auth.logout(store)
 
-    asyncio.run(run())
+    run_async(run())
     typer.echo("logged out: stored tokens removed")

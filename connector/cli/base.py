@@ -6,8 +6,7 @@ inside its own function, so ``connector --help`` stays quick.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
@@ -65,6 +64,13 @@ def settings() -> Settings:
     return loaded
 
 
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, with asyncio imported only by a command that runs something."""
+    import asyncio
+
+    return asyncio.run(coroutine)
+
+
 def with_store(fn: Callable[[Store], Awaitable[T]]) -> T:
     """Run ``fn`` against the configured store, opened and closed around it."""
     from connector import service
@@ -75,4 +81,4 @@ def with_store(fn: Callable[[Store], Awaitable[T]]) -> T:
         async with service.opened_store(loaded) as store:
             return await fn(store)
 
-    return asyncio.run(run())
+    return run_async(run())

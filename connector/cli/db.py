@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 import typer
 
-from connector.cli.base import settings, typer_app
+from connector.cli.base import run_async, settings, typer_app
 from connector.cli.render import visible
 
 if TYPE_CHECKING:
@@ -27,7 +26,7 @@ def db_migrate() -> None:
         async with service.opened_store(loaded, check=False) as store:
             return await store.migrate()
 
-    applied = asyncio.run(run())
+    applied = run_async(run())
     typer.echo(
         f"applied {len(applied)} migration(s): {visible(', '.join(applied))}"
         if applied
@@ -46,7 +45,7 @@ def db_status() -> None:
         async with service.opened_store(loaded, check=False) as store:
             return await store.migration_status()
 
-    states = asyncio.run(run())
+    states = run_async(run())
     pending = 0
     for state in states:
         when = f"applied {state.applied_at:%Y-%m-%d %H:%M:%S}" if state.applied_at else "pending"

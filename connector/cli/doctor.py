@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 
-from connector.cli.base import settings
+from connector.cli.base import run_async, settings
 from connector.cli.render import visible_lines
 
 
@@ -14,7 +12,7 @@ def doctor_command() -> None:
     """Check settings, the store, Keap credentials, the policy and Keap's throttle headroom."""
     from connector import doctor as checkup
 
-    checks = asyncio.run(checkup.diagnose(settings))
+    checks = run_async(checkup.diagnose(settings))
     typer.echo(visible_lines(checkup.render(checks)))
     if checkup.failed_any(checks):
         raise typer.Exit(1)

@@ -6,13 +6,12 @@ to the terminal through :mod:`connector.cli.render` as inert text.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from typing import TYPE_CHECKING
 
 import typer
 
-from connector.cli.base import settings, typer_app, with_store
+from connector.cli.base import run_async, settings, typer_app, with_store
 from connector.cli.render import add_row, print_table, table, visible
 from connector.errors import InputError
 
@@ -140,4 +139,4 @@ def undo(action_id: int = typer.Argument(..., help="Action id from `connector au
         async with service.runtime(loaded) as rt:
             return await remedies.undo(rt.store, rt.client, action_id)
 
-    typer.echo(visible(asyncio.run(run())))
+    typer.echo(visible(run_async(run())))

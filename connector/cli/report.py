@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from connector.cli.base import settings
+from connector.cli.base import run_async, settings
 from connector.cli.render import console, visible
 from connector.errors import InputError
 
@@ -60,7 +59,7 @@ def report(
         async with service.opened_store(loaded) as store:
             return await reporting.build_report(store, start, now)
 
-    built = asyncio.run(run())
+    built = run_async(run())
     if fmt is ReportChoice.TABLE:
         console().print(reporting.render_table(built))
         return

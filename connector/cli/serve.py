@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 
-from connector.cli.base import settings
+from connector.cli.base import run_async, settings
 
 
 def serve(
@@ -22,7 +20,7 @@ def serve(
     loaded = settings()
     typer.echo(f"Keap HTTP Post URL: {service.webhook_url(host, port)}", err=True)
     typer.echo("(behind HTTPS in production; the key is CONNECTOR_WEBHOOK_SECRET)", err=True)
-    asyncio.run(service.serve(loaded, host, port, with_worker=not no_worker))
+    run_async(service.serve(loaded, host, port, with_worker=not no_worker))
 
 
 def worker(
@@ -34,7 +32,7 @@ def worker(
     """Process queued events: read the contact, apply the policy, write back to Keap."""
     from connector import service
 
-    result = asyncio.run(service.work(settings(), once=once, dry_run=dry_run or None))
+    result = run_async(service.work(settings(), once=once, dry_run=dry_run or None))
     if once:
         typer.echo(
             f"processed {result.processed}: {result.done} done, {result.failed} to retry, "

@@ -17,7 +17,6 @@ import this one without loading the store or the Keap client.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -152,6 +151,8 @@ def command(
     ``fmt`` is an :class:`OutputFormat` or its value. Returns the exit code (130 when a
     signal stopped the scan).
     """
+    import asyncio
+
     from connector.sync.run import run_sync
 
     out = out or sys.stdout
