@@ -26,7 +26,15 @@ from datetime import UTC, date, datetime, timedelta
 
 from connector.bounces import BounceCategory, BounceType
 from connector.logs import scrub
-from connector.store import AuditEntry, Event, StepStatus, Store
+from connector.pipeline.outcome import (
+    Outcome,
+    StepKind,
+    StepRecord,
+    action_text,
+    from_audit,
+    tally,
+)
+from connector.store import AuditEntry, Event, Store
 
 # The store API has no paging; this is far above any real period's volume.
 _FETCH_LIMIT = 1_000_000
@@ -50,6 +58,8 @@ class ReportRow:
     planned_action: str | None
     tags: list[str]
     planned_tags: list[str]
+    action_outcome: str = "none"
+    outcomes: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -63,6 +73,7 @@ class Totals:
     by_type: dict[str, int]
     by_action: dict[str, int]
     planned_by_action: dict[str, int]
+    by_outcome: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -149,6 +160,8 @@ async def _row(store: Store, contact_id: str | None, events: list[Event]) -> Rep
         planned_action=summary.planned_action,
         tags=summary.tags,
         planned_tags=summary.planned_tags,
+        action_outcome=summary.action_outcome,
+        outcomes=summary.outcomes,
     )
 
 
@@ -167,92 +180,90 @@ def _outcome(event: Event) -> str | None:
 
 
 # --- step interpretation ---------------------------------------------------------------------
-# The only code of the report that reads what an audit step means: its ``kind`` strings and the
-# tag name inside its ``step`` key (``tag_add:NAME``). To be replaced by the typed outcome record
-# and its codec (connector/pipeline/outcome.py, DESIGN.md 1b); nothing else here parses steps.
+# What a contact's steps amount to, read through the outcome codec (DESIGN 1b), the same
+# records the audit log, events list and Keap notes show; nothing here parses step keys.
 
 ACTIONS = ("blank_email", "opt_out", "none")
-_SEVERITY = {"none": 0, "opt_out": 1, "blank_email": 2}
-_ACTION_KINDS = ("opt_out", "blank_email")
-_TAG_KINDS = ("tag_add", "tag_remove")
 
 
 @dataclass(frozen=True)
 class StepsSummary:
     """What a contact's audit history amounts to now."""
 
-    action: str  # one of ACTIONS
+    action: str  # one of ACTIONS: the most severe destructive step done and not undone
     action_at: datetime | None
     planned_action: str | None
     tags: list[str]
     planned_tags: list[str]
+    action_outcome: str  # the latest destructive step as every output words it, or "none"
+    outcomes: dict[str, int]  # the contact's steps by "kind outcome (reason)"
 
 
 def _steps_summary(steps: Sequence[AuditEntry]) -> StepsSummary:
     """The contact's state from its steps (oldest first by ``updated_at``)."""
-    action, action_at = _done_action(steps)
-    tags = _net_tags(steps)
+    real = [(entry, from_audit(entry)) for entry in steps if not entry.dry_run]
+    dry = [from_audit(entry) for entry in steps if entry.dry_run]
+    action, action_at = _done_action(real)
+    tags = _net_tags([record for _, record in real])
+    latest = [record for _, record in real if record.kind.destructive][-1:]
     return StepsSummary(
         action=action,
         action_at=action_at,
-        planned_action=_planned_action(steps, action),
+        planned_action=_planned_action(dry, action),
         tags=tags,
-        planned_tags=_planned_tags(steps, tags),
+        planned_tags=_planned_tags(dry, tags),
+        action_outcome=action_text(latest),
+        outcomes=tally(record for _, record in real),
     )
 
 
-def _done_action(steps: Sequence[AuditEntry]) -> tuple[str, datetime | None]:
+def _done_action(steps: Sequence[tuple[AuditEntry, StepRecord]]) -> tuple[str, datetime | None]:
     """The most severe action done and not undone; undo put the address back, so it no longer
     counts. Its time is when the step reached ``done`` (``updated_at``), not when it was
     first planned."""
     done = [
-        s
-        for s in steps
-        if s.kind in _ACTION_KINDS and s.status is StepStatus.DONE and s.undone_at is None
+        (entry, record)
+        for entry, record in steps
+        if record.kind.destructive and record.outcome is Outcome.DONE and not record.undone
     ]
     if not done:
         return "none", None
-    best = max(done, key=lambda s: (_SEVERITY[s.kind], s.updated_at))
-    return best.kind, best.updated_at
+    entry, record = max(done, key=lambda pair: (pair[1].kind.severity, pair[0].updated_at))
+    return record.kind.value, entry.updated_at
 
 
-def _planned_action(steps: Sequence[AuditEntry], done: str) -> str | None:
+def _planned_action(steps: Sequence[StepRecord], done: str) -> str | None:
     """A dry run's action, shown only when it goes beyond what was really done."""
-    planned = [s.kind for s in steps if s.kind in _ACTION_KINDS and s.status is StepStatus.PLANNED]
-    best = max(planned, key=_SEVERITY.__getitem__, default=None)
-    return best if best is not None and _SEVERITY[best] > _SEVERITY[done] else None
+    planned = [s.kind for s in steps if s.kind.destructive and s.outcome is Outcome.PLANNED]
+    best = max(planned, key=lambda kind: kind.severity, default=None)
+    floor = StepKind(done).severity if done != "none" else 0
+    return best.value if best is not None and best.severity > floor else None
 
 
-def _tag_name(step: AuditEntry) -> str:
-    """The tag is part of the step key (``tag_add:NAME``), present whatever the step's status."""
-    return step.step.split(":", 1)[1] if ":" in step.step else step.step
-
-
-def _net_tags(steps: Sequence[AuditEntry]) -> list[str]:
+def _net_tags(steps: Sequence[StepRecord]) -> list[str]:
     """Tags the connector added and did not later remove; a skipped add (the contact already
     had the tag) was not the connector's doing."""
     applied: dict[str, None] = {}
     for step in steps:
-        if step.kind not in _TAG_KINDS or step.status is not StepStatus.DONE:
+        if step.outcome is not Outcome.DONE:
             continue
-        if step.kind == "tag_add":
-            applied[_tag_name(step)] = None
-        else:
-            applied.pop(_tag_name(step), None)
+        if step.kind is StepKind.TAG_ADD:
+            applied[step.subject] = None
+        elif step.kind is StepKind.TAG_REMOVE:
+            applied.pop(step.subject, None)
     return sorted(applied)
 
 
-def _planned_tags(steps: Sequence[AuditEntry], tags: list[str]) -> list[str]:
+def _planned_tags(steps: Sequence[StepRecord], tags: list[str]) -> list[str]:
     """Dry-run tag changes that would still change something: "+Tag" or "-Tag"."""
     changes: dict[str, None] = {}
     for step in steps:
-        if step.kind not in _TAG_KINDS or step.status is not StepStatus.PLANNED:
+        if step.outcome is not Outcome.PLANNED:
             continue
-        name = _tag_name(step)
-        if step.kind == "tag_add" and name not in tags:
-            changes[f"+{name}"] = None
-        elif step.kind == "tag_remove" and name in tags:
-            changes[f"-{name}"] = None
+        if step.kind is StepKind.TAG_ADD and step.subject not in tags:
+            changes[f"+{step.subject}"] = None
+        elif step.kind is StepKind.TAG_REMOVE and step.subject in tags:
+            changes[f"-{step.subject}"] = None
     return sorted(changes)
 
 
@@ -316,7 +327,12 @@ def _totals(rows: list[ReportRow]) -> Totals:
         by_action[row.action] += 1
         if row.planned_action is not None:
             planned[row.planned_action] += 1
-    return Totals(len(rows), sum(by_type.values()), dict(by_type), by_action, planned)
+    by_outcome: Counter[str] = Counter()
+    for row in rows:
+        by_outcome.update(row.outcomes)
+    return Totals(
+        len(rows), sum(by_type.values()), dict(by_type), by_action, planned, dict(by_outcome)
+    )
 
 
 def _daily(events: list[Event], since: datetime, now: datetime) -> list[DayCounts]:
@@ -351,8 +367,10 @@ def summary_line(report: Report) -> str:
     types = ", ".join(f"{type_label(t)} {totals.by_type[t]}" for t in report.bounce_types)
     actions = ", ".join(f"{a} {n}" for a, n in totals.by_action.items())
     planned = ", ".join(f"{a} {n}" for a, n in totals.planned_by_action.items() if n)
+    steps = ", ".join(f"{step} {n}" for step, n in totals.by_outcome.items())
     line = f"{totals.bounces} bounce(s) from {totals.contacts} contact(s)"
     line += f"; by type: {types}; actions: {actions}" if totals.contacts else ""
+    line += f"; steps: {steps}" if steps else ""
     return line + (f"; planned (dry run): {planned}" if planned else "")
 
 

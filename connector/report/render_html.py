@@ -109,6 +109,8 @@ def _contact(row: ReportRow, until: datetime) -> _Contact:
     span = first if first == last else f"{first} to {last}"
     ordered = sorted(row.bounces.items(), key=lambda item: type_order(item[0]))
     did = [] if row.action == "none" else [f"{_action(row.action)} {_day(row.action_at, until)}"]
+    if row.action == "none" and row.action_outcome != "none":
+        did.append(row.action_outcome)
     if row.planned_action:
         did.append(f"{_action(row.planned_action)} (planned, dry run)")
     tags = [*row.tags, *(f"{tag} (planned)" for tag in row.planned_tags)]

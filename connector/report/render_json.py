@@ -12,7 +12,8 @@ Shape (``version`` 1; keys sorted, times ISO 8601 in UTC, dates ``YYYY-MM-DD``):
                "tags": [STR], "planned_tags": ["+TAG"|"-TAG"]}],
      "totals": {"contacts": INT, "bounces": INT, "by_type": {TYPE: INT},
                 "by_action": {"blank_email": INT, "opt_out": INT, "none": INT},
-                "planned_by_action": {"blank_email": INT, "opt_out": INT}},
+                "planned_by_action": {"blank_email": INT, "opt_out": INT},
+                "by_outcome": {"KIND OUTCOME (REASON)": INT}},
      "daily": [{"date": DATE, "counts": {TYPE: INT}}]}
 
 ``TYPE`` is a bounce-type slug (DESIGN.md section 3). ``planned_*`` come from dry runs: they are
@@ -42,6 +43,7 @@ def report_dict(report: Report) -> dict[str, Any]:
             "by_type": totals.by_type,
             "by_action": totals.by_action,
             "planned_by_action": totals.planned_by_action,
+            "by_outcome": totals.by_outcome,
         },
         "daily": [{"date": d.day.isoformat(), "counts": d.counts} for d in report.daily],
     }
@@ -62,6 +64,8 @@ def _row_dict(row: ReportRow) -> dict[str, Any]:
         "planned_action": row.planned_action,
         "tags": row.tags,
         "planned_tags": row.planned_tags,
+        "action_outcome": row.action_outcome,
+        "outcomes": row.outcomes,
     }
 
 

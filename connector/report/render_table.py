@@ -57,7 +57,7 @@ def _bounce_lines(row: ReportRow) -> list[str]:
 
 
 def _action_lines(row: ReportRow) -> list[str]:
-    parts = [row.action if row.action == "none" else f"{row.action} {when(row.action_at)}"]
+    parts = [row.action_outcome if row.action == "none" else f"{row.action} {when(row.action_at)}"]
     if row.planned_action:
         parts.append(f"{row.planned_action} (planned)")
     return parts

@@ -152,7 +152,8 @@ def _expected_csv(row: dict[str, Any], types: list[str]) -> dict[str, str]:
         "tags": "; ".join(row["tags"]),
         "planned_tags": "; ".join(row["planned_tags"]),
     }
-    for name in ("first_bounce_at", "last_bounce_at", "status", "outcome", "action"):
+    names = ("first_bounce_at", "last_bounce_at", "status", "outcome", "action", "action_outcome")
+    for name in names:
         out[name] = row[name] or ""
     out["action_at"] = row["action_at"] or ""
     out["planned_action"] = row["planned_action"] or ""

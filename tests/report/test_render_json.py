@@ -31,5 +31,7 @@ async def test_json_is_stable_and_documented(report: rpt.Report) -> None:
         "planned_action",
         "tags",
         "planned_tags",
+        "action_outcome",
+        "outcomes",
     }
     assert rpt.render_json(report) == text
