@@ -34,9 +34,12 @@ class Harness:
     counter: int = 0
     retired: list[KeapClient] = field(default_factory=list)
 
-    def worker(self, policy: Policy | None = None, **options: object) -> Worker:
-        opts = WorkerOptions(base_backoff=BACKOFF, max_backoff=BACKOFF, **options)  # type: ignore[arg-type]
-        return Worker(self.store, self.client, policy or default_policy(), Metrics(), opts)
+    def worker(
+        self, policy: Policy | None = None, *, metrics: Metrics | None = None, **options: object
+    ) -> Worker:
+        opts = WorkerOptions(base_backoff=BACKOFF, max_backoff=BACKOFF, **options)  # type: ignore[arg-type]  # options are WorkerOptions' own fields
+        policy = policy or default_policy()
+        return Worker(self.store, self.client, policy, metrics or Metrics(), opts)
 
     def quick_retries(self) -> None:
         """Keap calls give up after two fast attempts, so a failure reaches the worker at once."""

@@ -71,16 +71,16 @@ def events_show(event_id: int = typer.Argument(..., help="Event id.")) -> None:
     async def fetch(store: Store) -> tuple[Event | None, list[AuditEntry]]:
         return await store.get_event(event_id), await store.audit_for_event(event_id)
 
+    from connector.pipeline.outcome import from_audit
+
     event, steps = with_store(fetch)
     if event is None:
         raise InputError(f"no event {event_id}", hint="see `connector events list`")
     for name, value in dataclasses.asdict(event).items():
         typer.echo(f"{name:>16}: {visible(scrub(str(value)))}")
-    for step in steps:
-        typer.echo(
-            f"  step {visible(step.step)}: {visible(step.status.value)} "
-            f"{visible(scrub(step.after_value or ''))}"
-        )
+    for entry in steps:
+        dry = " (dry run)" if entry.dry_run else ""
+        typer.echo(f"  [{entry.id}] {visible(scrub(from_audit(entry).describe()))}{dry}")
 
 
 @app.command("retry")
@@ -105,25 +105,19 @@ def audit(
 ) -> None:
     """What was done (or planned, in dry run) to whom."""
     from connector.logs import scrub
+    from connector.pipeline.outcome import from_audit
 
     rows = with_store(lambda store: store.list_audit(contact, limit))
-    entries = table("action id", "time", "event", "contact", "step", "status", "before", "after")
+    entries = table("action id", "time", "event", "contact", "what happened")
     for a in rows:
-        status = (
-            a.status.value
-            + (" (dry run)" if a.dry_run else "")
-            + (" undone" if a.undone_at else "")
-        )
+        said = from_audit(a).describe() + (" (dry run)" if a.dry_run else "")
         add_row(
             entries,
             a.id,
             f"{a.created_at:%Y-%m-%d %H:%M:%S}",
             a.event_id,
             a.contact_id,
-            a.step,
-            status,
-            scrub(a.before_value or ""),
-            scrub(a.after_value or ""),
+            scrub(said),
         )
     print_table(entries)
 
@@ -136,7 +130,7 @@ def undo(action_id: int = typer.Argument(..., help="Action id from `connector au
     loaded = settings()
 
     async def run() -> str:
-        async with service.runtime(loaded) as rt:
+        async with service.runtime(loaded, create_if_empty=False) as rt:
             return await remedies.undo(rt.store, rt.client, action_id)
 
     typer.echo(visible(run_async(run())))

@@ -138,10 +138,10 @@ class StepRecord:
             StepKind.TARGET: f"address {where}",
             StepKind.OPT_OUT: f"opt out {masked}",
             StepKind.BLANK_EMAIL: f"blank {where}",
-            StepKind.TAG_ADD: f"add tag {self.subject!r}",
-            StepKind.TAG_REMOVE: f"remove tag {self.subject!r}",
+            StepKind.TAG_ADD: f"add tag '{self.subject}'",
+            StepKind.TAG_REMOVE: f"remove tag '{self.subject}'",
             StepKind.NOTE: "note",
-            StepKind.TASK: f"task {self.subject!r}",
+            StepKind.TASK: f"task '{self.subject}'",
             StepKind.UNDO: f"undo action {self.subject}",
         }
         return titles[self.kind]

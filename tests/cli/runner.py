@@ -12,4 +12,6 @@ runner = CliRunner()
 def run(*args: str) -> tuple[int, str, str]:
     """Exit code, stdout and stderr of ``connector ARGS``."""
     result = runner.invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
     return result.exit_code, result.stdout, result.stderr

@@ -54,11 +54,9 @@ async def _store_hostile_events(url: str) -> list[int]:
                 AuditWrite(
                     event_id=added.event_id,
                     contact_id=f"{n}[/b]",
-                    step=f"blank_email:{email}",
-                    kind="blank_email",
+                    step=f"tag_add:{email}\r\x9b31m",
+                    kind="tag_add",
                     status=StepStatus.DONE,
-                    before_value=email,
-                    after_value=f"{email}\r\x9b31m",
                 )
             )
     finally:
@@ -88,15 +86,14 @@ def test_outside_data_is_shown_inert(sqlite_url: str, monkeypatch: pytest.Monkey
     code, out, err = run("audit")
     assert (code, err) == (0, "")
     _assert_inert(out)
-    assert "a@[/red]" in out
+    assert "add tag 'a@[/red]\\r\\x9b31m': done" in out
     assert "[link=https://evil.example]x[/link]@y.com" in out
     assert "@y.com\\n2026-01-01 forged" in out  # (scrub masks the address's local part)
-    assert "\\r\\x9b31m" in out
 
     for event_id in ids:
         code, out, err = run("events", "show", str(event_id))
         assert (code, err) == (0, "")
         _assert_inert(out)
-    assert "blank_email:x\\x1b[31m@y.com\\n2026-01-01 forged" in out
+    assert "\\n2026-01-01 forged\\r\\x9b31m': done" in out  # the address part is masked
     code, out, _ = run("events", "show", str(ids[1]))
     assert "[link=https://evil.example]x[/link]@y.com" in out
