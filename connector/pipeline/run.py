@@ -131,12 +131,17 @@ class Pipeline:
         return await self.client.get_email_status(target.address.email)
 
     async def past(self, event: Event, contact_id: str) -> list[PastEvent]:
-        entries = await self.store.list_audit(contact_id=contact_id, limit=HISTORY_ROWS)
-        grouped: dict[int, list[StepRecord]] = defaultdict(list)
-        for entry in entries:
-            if entry.event_id != event.id and not entry.dry_run:
-                grouped[entry.event_id].append(from_audit(entry))
-        return [PastEvent(event_id, steps) for event_id, steps in grouped.items()]
+        return await past_events(self.store, contact_id, but=event.id)
+
+
+async def past_events(store: Store, contact_id: str, but: int | None = None) -> list[PastEvent]:
+    """The contact's earlier events as their audit rows tell them (dry runs left out)."""
+    entries = await store.list_audit(contact_id=contact_id, limit=HISTORY_ROWS)
+    grouped: dict[int, list[StepRecord]] = defaultdict(list)
+    for entry in entries:
+        if entry.event_id != but and not entry.dry_run:
+            grouped[entry.event_id].append(from_audit(entry))
+    return [PastEvent(event_id, steps) for event_id, steps in grouped.items()]
 
 
 def rerun(event: Event) -> bool:

@@ -42,8 +42,11 @@ from typing import Any, TypeVar
 from connector.bounces import BounceType
 from connector.config import Settings
 from connector.errors import InputError, SyncRefusedError
-from connector.pipeline.target import pick
-from connector.policy import BounceEvent, ContactView, Plan, Policy, Strike, decide
+from connector.pipeline.outcome import StepKind
+from connector.pipeline.plan import PlanInput, StepPlan, plan_steps
+from connector.pipeline.run import past_events
+from connector.pipeline.target import Evidence, Target, pick
+from connector.policy import Policy, Strike
 from connector.service import Runtime, runtime
 from connector.store import NewEvent, Store
 from connector.sync.model import (
@@ -170,51 +173,49 @@ class LogProgress:
 # --- the planning a dry run shows ---------------------------------------------------------------
 
 
-async def plan_finding(store: Store, policy: Policy, finding: Finding) -> Plan:
-    """What the worker would do with ``finding``, from the same inputs (dry run only).
+async def plan_finding(store: Store, policy: Policy, finding: Finding) -> StepPlan:
+    """What the worker would do with ``finding`` (dry run only): the worker's own planning.
 
-    This duplicates the worker's own view and planning (``worker._view`` / ``_remediate``)
-    and is the one place sync plans; it goes once ``connector/pipeline/plan.py`` serves both.
-    It reads the strike history only and writes nothing.
+    The same ``pipeline.plan.plan_steps`` from the same inputs (strikes, engagement, the
+    contact's earlier steps for its bounce episode); it reads the store and writes nothing.
     """
+    target = pick(finding.contact, finding.address.email) or Target(
+        finding.contact, finding.address, Evidence.POSTED
+    )
     history = await store.strikes_for(finding.contact.id, finding.address.email)
-    target = pick(finding.contact, finding.address.email)
-    address = target.address if target is not None else finding.address
-    contact = finding.contact
     status = finding.email_status
-    view = ContactView(
-        contact_id=contact.id,
-        email_field=address.field,
-        fields={
-            "contact_id": contact.id,
-            "given_name": contact.given_name or "",
-            "family_name": contact.family_name or "",
-            "email": address.email,
-            "email_field": address.field,
-        },
-        last_open_time=status.last_open_time if status else None,
-        last_click_time=status.last_click_time if status else None,
+    return plan_steps(
+        PlanInput(
+            policy=policy,
+            target=target,
+            bounce_type=finding.bounce_type,
+            occurred_at=datetime.now(UTC),
+            keap_count=None,
+            strikes=[Strike(BounceType(h.bounce_type), h.occurred_at) for h in history],
+            last_open_time=status.last_open_time if status else None,
+            last_click_time=status.last_click_time if status else None,
+            past=await past_events(store, finding.contact.id),
+        )
     )
-    event = BounceEvent(
-        contact_id=contact.id,
-        email=finding.address.email,
-        bounce_type=finding.bounce_type,
-        occurred_at=datetime.now(UTC),
-    )
-    strikes = [Strike(BounceType(h.bounce_type), h.occurred_at) for h in history]
-    return decide(policy, event, view, strikes)
 
 
-def plan_row(finding: Finding, plan: Plan) -> PlanRow:
-    tags = [f"+{t}" for t in plan.add_tags] + [f"-{t}" for t in plan.remove_tags]
+def plan_row(finding: Finding, plan: StepPlan) -> PlanRow:
+    """The plan in the outcome record's words: a step the plan already skips says why."""
+    changes = {StepKind.TAG_ADD: "+", StepKind.TAG_REMOVE: "-"}
+    tags = [f"{changes[s.kind]}{s.subject}" for s in plan.steps if s.kind in changes]
+    destructive = next((s for s in plan.steps if s.kind.destructive), None)
+    action = "none" if destructive is None else destructive.kind.value
+    if destructive is not None and destructive.skip is not None:
+        action += f" skipped ({destructive.skip})"
+    rule = plan.policy_plan.rule
     return PlanRow(
         contact=finding.contact.id,
         address=finding.address.email,
         field=finding.address.field,
         status=finding.status,
         bounce_type=finding.bounce_type.value,
-        rule="" if plan.rule is None else str(plan.rule),
-        action=plan.action.value,
+        rule="" if rule is None else str(rule),
+        action=action,
         tags=" ".join(tags),
     )
 
