@@ -99,10 +99,10 @@ class Pipeline:
 
     async def blanked_field(self, event: Event, email: str) -> str:
         """Events begun before the target step existed: the field their blank step recorded."""
-        for entry in await self.store.audit_for_event(event.id):
-            before = json.loads(entry.before_value or "{}") if entry.kind == "blank_email" else {}
-            if targets.same_address(str(before.get("email", "")), email):
-                return str(before.get("field") or EmailField.UNSPECIFIED.value)
+        for record in map(from_audit, await self.store.audit_for_event(event.id)):
+            before = record.before or {} if record.kind is StepKind.BLANK_EMAIL else {}
+            if targets.same_address(before.get("email") or "", email):
+                return before.get("field") or EmailField.UNSPECIFIED.value
         return EmailField.UNSPECIFIED.value
 
     async def contact(self, event: Event) -> Contact | str:
