@@ -1,7 +1,8 @@
 """Terminal output shared by every command: consoles, tables, inert text.
 
 Everything that came from outside (Keap, a callback, a stored event or audit row, an error
-message quoting either) reaches the terminal only through :func:`inert` or :func:`visible`:
+message quoting either) reaches the terminal only through :func:`inert` or :func:`visible`
+(the one ``connector.text.visible``, shared with the report table and the text log):
 
 * ``visible`` makes every control, format and separator character readable as an escape
   (``\\x1b``, ``\\n``, ``\\u202e``), and doubles a backslash so the escapes cannot be forged;
@@ -15,48 +16,13 @@ through ``inert``: a caller cannot forget it.
 
 from __future__ import annotations
 
-import unicodedata
-
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from connector.text import visible, visible_lines
+
 __all__ = ["add_row", "console", "inert", "print_table", "table", "visible", "visible_lines"]
-
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
-# Control (C0, DEL, C1), format (bidi overrides and isolates, zero-width, soft hyphen),
-# surrogate, private-use-free line and paragraph separators, unassigned code points.
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp", "Cn"})
-
-
-def _escape(char: str) -> str:
-    named = _NAMED.get(char)
-    if named is not None:
-        return named
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def visible(value: object) -> str:
-    """``value`` as one line of plain text: control characters shown as escapes."""
-    text = value if isinstance(value, str) else str(value)
-    if text.isprintable() and "\\" not in text:
-        return text  # the common case: nothing to escape
-    return "".join(
-        _escape(char)
-        if char in _NAMED or unicodedata.category(char) in _HIDDEN_CATEGORIES
-        else char
-        for char in text
-    )
-
-
-def visible_lines(text: str) -> str:
-    """Our own multi-line text (a summary, a report) with each line made ``visible``."""
-    return "\n".join(visible(line) for line in text.split("\n"))
 
 
 def inert(value: object) -> Text:

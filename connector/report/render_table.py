@@ -8,42 +8,13 @@ nor crash the table with a markup error.
 
 from __future__ import annotations
 
-import unicodedata
-
 from rich.table import Table
 from rich.text import Text
 
 from connector.report.build import Report, ReportRow, summary_line, type_label, type_order, when
+from connector.text import visible
 
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
-# Control (C0, DEL, C1), format (bidi overrides, zero-width), surrogate, line and paragraph
-# separators, unassigned: the same set as connector.cli.render.visible (to be merged into one).
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp", "Cn"})
-
-
-def visible(text: str) -> str:
-    """Control characters as escapes (``\\n``, ``\\x1b``, ``\\u202e``), a backslash doubled so
-    an escape cannot be forged; other text as is."""
-    if text.isprintable() and "\\" not in text:
-        return text
-    return "".join(
-        _escape(char)
-        if char in _NAMED or unicodedata.category(char) in _HIDDEN_CATEGORIES
-        else char
-        for char in text
-    )
-
-
-def _escape(char: str) -> str:
-    named = _NAMED.get(char)
-    if named is not None:
-        return named
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
+__all__ = ["render_table", "visible"]
 
 
 def _lines(values: list[str]) -> Text:
