@@ -47,6 +47,7 @@ _EMAIL_FIELDS = ("email", "contact0email")
 _TYPE_FIELDS = ("bounce_type", "bouncetype")
 _CONTACT_ID = re.compile(r"^[0-9]{1,19}$")
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,253}$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def parse_callback(path_type: str | None, content_type: str | None, body: bytes)
     """
     text = _text(body)
     fields = _decode(content_type, text)
+    _check_encodable(path_type, fields)
     lowered = {name.lower(): value for name, value in fields.items()}
     bounce_type = _bounce_type(path_type, lowered)
     contact_id = _contact_id(lowered)
@@ -114,16 +116,29 @@ def _decode(content_type: str | None, text: str) -> dict[str, str]:
     if _media_type(content_type) == _JSON:
         return _json_fields(text)
     try:
+        # Percent-escapes that are not UTF-8 (``%FF``, an encoded surrogate ``%ED%A0%80``)
+        # become U+FFFD, as browsers do: a stray byte in a field Keap added must not cost the
+        # bounce, and no surrogate can come out of this decoder.
         pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS)
     except ValueError:
         raise CallbackError(f"the form has more than {MAX_FIELDS} fields") from None
     return dict(pairs)
 
 
+def _refuse_constant(name: str) -> None:
+    raise CallbackError(f"the JSON body holds {name}, which is not a JSON number")
+
+
 def _json_fields(text: str) -> dict[str, str]:
+    """The JSON object's fields as text, every number kept as the literal that was sent.
+
+    Numbers are never converted: a 5,000-digit integer would hit Python's int limit, a huge
+    float becomes ``inf``; the literal text goes through the same checks as a form value
+    (a contact id is 1-19 digits, a count 1-9). ``NaN`` and ``Infinity`` are not JSON.
+    """
     try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+        data = json.loads(text, parse_int=str, parse_float=str, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         raise CallbackError("the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise CallbackError("the JSON body must be an object of name/value pairs")
@@ -131,10 +146,21 @@ def _json_fields(text: str) -> dict[str, str]:
         raise CallbackError(f"the body has more than {MAX_FIELDS} fields")
     fields: dict[str, str] = {}
     for name, value in data.items():
-        if isinstance(value, bool) or not isinstance(value, str | int | float | None):
+        if not isinstance(value, str | None):  # numbers arrive as their literal text
             raise CallbackError(f"field {name[:40]!a} must be a string or a number")
-        fields[name] = "" if value is None else str(value)
+        fields[name] = "" if value is None else value
     return fields
+
+
+def _check_encodable(path_type: str | None, fields: Mapping[str, str]) -> None:
+    """Refuse text that is not Unicode: a lone surrogate (``"\\ud800"`` in JSON) can be held
+    by a Python string but not encoded for the store, a log line or the 400 that names it."""
+    values = [path_type or "", *fields.keys(), *fields.values()]
+    for value in values:
+        if not value.isascii() and _SURROGATE.search(value):
+            raise CallbackError(
+                f"the body holds a lone UTF-16 surrogate ({_shown(value)}), which is not text"
+            )
 
 
 def _first(fields: Mapping[str, str], names: tuple[str, ...]) -> str | None:
@@ -218,8 +244,9 @@ class WebhookConfig:
     require_https: bool = False
 
 
-def _error(status: int, reason: str) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status)
+def _error(status: int, reason: str) -> Response:
+    """A one-line JSON reason; ASCII-escaped, so no text in it can fail to encode."""
+    return Response(json.dumps({"error": reason}), status_code=status, media_type=_JSON)
 
 
 def _query_key(query_string: bytes) -> str:
@@ -230,7 +257,7 @@ def _query_key(query_string: bytes) -> str:
     return next((value for name, value in pairs if name == "key"), "")
 
 
-def _check_key(request: Request, secret: bytes) -> JSONResponse | None:
+def _check_key(request: Request, secret: bytes) -> Response | None:
     """Constant-time comparison; an empty key never matches, even an empty configured secret."""
     given = _query_key(request.scope["query_string"]) or request.headers.get("x-connector-key", "")
     if given and secret and hmac.compare_digest(given.encode("utf-8", "replace"), secret):
@@ -238,7 +265,7 @@ def _check_key(request: Request, secret: bytes) -> JSONResponse | None:
     return _error(401, "missing or wrong key (?key=... or X-Connector-Key)")
 
 
-def _check_transport(request: Request, require_https: bool) -> JSONResponse | None:
+def _check_transport(request: Request, require_https: bool) -> Response | None:
     if not require_https:
         return None
     proto = request.headers.get("x-forwarded-proto") or request.url.scheme
@@ -247,7 +274,7 @@ def _check_transport(request: Request, require_https: bool) -> JSONResponse | No
     return _error(403, "HTTPS is required (CONNECTOR_REQUIRE_HTTPS=true)")
 
 
-def _check_content_type(request: Request) -> JSONResponse | None:
+def _check_content_type(request: Request) -> Response | None:
     if _media_type(request.headers.get("content-type")) in ("", _FORM, _JSON):
         return None
     return _error(415, f"content type must be {_FORM} or {_JSON}")
@@ -312,6 +339,9 @@ def create_app(
             return _error(400, str(exc))
         except ClientDisconnect:
             return _error(400, "the client went away before sending the whole body")
+        except Exception:  # the contract: no input is a 5xx; a parser bug still shows in the log
+            log.exception("callback refused: the parser failed on its body")
+            return _error(400, "the body could not be read")
         return await _store(callback)
 
     async def _store(callback: Callback) -> Response:
