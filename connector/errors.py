@@ -178,5 +178,18 @@ class KeapForbiddenError(PermanentError):
     default_hint = "use credentials of a Keap admin, or grant the user API access"
 
 
+class PagingStalledError(PermanentError):
+    """Keap's paging made no progress: a page token handed out twice, or endless pages.
+
+    Raised by the Keap client (a repeated token) and by the sync's paging guard (pages far
+    beyond the account's size), so a listing never ends quietly half-read, nor runs for ever.
+    """
+
+    default_hint = (
+        "Keap's listing is misbehaving; the checkpoint is kept, try again later "
+        "or report it to Keap support with the request ids in the log"
+    )
+
+
 class KeapNotFoundError(PermanentError):
     """The contact, tag or address does not exist (any more) in Keap."""

@@ -27,6 +27,7 @@ from connector.errors import (
     ConnectorError,
     KeapRequestError,
     OutcomeUnknownError,
+    PagingStalledError,
     PermanentError,
 )
 from connector.keap.auth import Credentials
@@ -480,7 +481,11 @@ class KeapClient:
         model: type[M],
         start_page_token: str | None,
     ) -> AsyncIterator[Page[M]]:
-        """Follow ``next_page_token`` to the end, and stop if Keap hands out a token twice."""
+        """Follow ``next_page_token`` to the end; a token handed out twice is an error.
+
+        Ending quietly there would make a half-read listing look complete (a sync would call
+        itself done), so :class:`PagingStalledError` is raised before the page that repeats.
+        """
         token, seen = start_page_token, {start_page_token}
         while True:
             call = _Call("GET", path, tuple(params) + ((("page_token", token),) if token else ()))
@@ -488,8 +493,10 @@ class KeapClient:
             items = [self._parse(model, item, call) for item in data.get(key) or []]
             next_token = data.get("next_page_token") or None
             if next_token is not None and next_token in seen:
-                logger.warning("Keap repeated page token on %s; stopping the listing", path)
-                next_token = None
+                raise PagingStalledError(
+                    f"{path}: Keap handed out page token {next_token!r} twice; "
+                    "the listing makes no progress"
+                )
             yield Page(items=items, page_token=token, next_page_token=next_token)
             if next_token is None:
                 return

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 from connector.bounces import BounceType
-from connector.errors import PermanentError
+from connector.errors import PagingStalledError as PagingStalledError  # raised by the client too
 from connector.keap.client import KeapClient
 from connector.keap.models import Contact, EmailAddress, EmailAddressStatus, Page
 from connector.policy import Policy
@@ -43,15 +43,6 @@ LOOKUP_MAX_PAGES = 10  # the contacts holding one address
 EPISODE_END_PREFIX = "sync-episode-ended:"
 
 T = TypeVar("T")
-
-
-class PagingStalledError(PermanentError):
-    """Keap's paging made no progress: a repeated page token, or endless pages."""
-
-    default_hint = (
-        "Keap's listing is misbehaving; the checkpoint is kept, try again later "
-        "or report it to Keap support with the request ids in the log"
-    )
 
 
 def page_bound(items: int, page_size: int) -> int:
