@@ -28,7 +28,7 @@ from connector.pipeline.outcome import (
 from connector.pipeline.plan import PlannedStep, StepPlan, target_record
 from connector.pipeline.tags import TagBatcher
 from connector.pipeline.target import held
-from connector.pipeline.text import note_text
+from connector.pipeline.text import keap_line, keap_text, note_text
 from connector.store import Event, Store
 
 
@@ -226,8 +226,8 @@ class _Run:
             text = note_text(self.plan, destructive)
             note = await self.executor.client.create_note(
                 self.plan.target.contact.id,
-                title=self.plan.policy_plan.note_title,
-                text=f"{text}\n\n{event_marker(self.event.id)}",
+                title=keap_line(self.plan.policy_plan.note_title),
+                text=keap_text(f"{text}\n\n{event_marker(self.event.id)}"),
             )
             return {"note_id": note.id, "rules": ",".join(str(r) for r in step.rules)}
 
@@ -245,8 +245,8 @@ class _Run:
         async def write() -> Values:
             task = await self.executor.client.create_task(
                 self.plan.target.contact.id,
-                title=title,
-                description=f"{self.plan.reason}\n\n{self.task_marker(index)}",
+                title=keap_line(title),
+                description=keap_text(f"{self.plan.reason}\n\n{self.task_marker(index)}"),
             )
             return {"task_id": task.id, "title": title}
 

@@ -2,12 +2,17 @@
 
 The note is written after the destructive step has its outcome, so it can never say "opted out"
 about an address whose opt-out was skipped.
+
+Everything written to Keap (note title and text, task title and description) passes through
+``keap_line``/``keap_text`` here, so a name or address from outside reaches Keap as plain text:
+no control character (our own line breaks aside), bidi override or zero-width character.
 """
 
 from __future__ import annotations
 
 from connector.pipeline.outcome import Outcome, StepKind, StepRecord
 from connector.pipeline.plan import StepPlan
+from connector.text import plain, plain_lines
 
 _VERB = {StepKind.OPT_OUT: "opt out", StepKind.BLANK_EMAIL: "remove"}
 
@@ -33,6 +38,16 @@ def action_sentence(plan: StepPlan, step: StepRecord | None) -> list[str]:
 
 def note_text(plan: StepPlan, destructive: StepRecord | None) -> str:
     """The policy's account of the bounce with the outcome line put in as its second line."""
-    facts = (plan.policy_plan.note or "").splitlines()
+    facts = (plan.policy_plan.note or "").split("\n") if plan.policy_plan.note else []
     head, rest = facts[:1], facts[1:]
-    return "\n".join([*head, *action_sentence(plan, destructive), *rest])
+    return keap_text("\n".join([*head, *action_sentence(plan, destructive), *rest]))
+
+
+def keap_line(value: str) -> str:
+    """A title for Keap: one line of plain text, runs of whitespace made one space."""
+    return " ".join(plain(value).split())
+
+
+def keap_text(value: str) -> str:
+    """A note or description for Keap: our own lines, each of plain text."""
+    return plain_lines(value)
