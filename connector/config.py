@@ -19,7 +19,7 @@ OAUTH_DEFAULT_RPS = 20.0
 API_KEY_DEFAULT_RPS = 4.0
 
 _SECRET_FIELDS = frozenset(
-    {"keap_client_secret", "keap_api_key", "connector_webhook_secret"},
+    {"keap_client_secret", "keap_api_key", "connector_webhook_secret", "connector_smtp_password"},
 )
 
 
@@ -64,6 +64,31 @@ class Settings(BaseSettings):
     connector_max_event_attempts: int = Field(default=8, ge=1, le=100)
     connector_lease_seconds: float = Field(default=300.0, ge=2.0, le=86_400.0)
 
+    # Second round (DESIGN 4): mail for reports and alerts, the link to a contact in Keap.
+    connector_smtp_host: str | None = None
+    connector_smtp_port: int = Field(default=587, ge=1, le=65_535)
+    connector_smtp_user: str | None = None
+    connector_smtp_password: SecretStr | None = None
+    connector_smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    connector_mail_from: str | None = None
+    connector_contact_url: str | None = None
+
+    @field_validator("connector_contact_url")
+    @classmethod
+    def _check_contact_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if "{contact_id}" not in value:
+            raise ValueError(
+                "expected a link with {contact_id}, e.g. https://x.infusionsoft.com/..."
+            )
+        return _http_url(value.strip())
+
+    @field_validator("connector_smtp_host", "connector_smtp_user", "connector_mail_from")
+    @classmethod
+    def _blank_text_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
     @field_validator("keap_api_base_url", "keap_token_url", "keap_authorize_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
@@ -84,7 +109,9 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("keap_api_key", "connector_webhook_secret", "keap_client_secret")
+    @field_validator(
+        "keap_api_key", "connector_webhook_secret", "keap_client_secret", "connector_smtp_password"
+    )
     @classmethod
     def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():
