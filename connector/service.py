@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
-from collections.abc import AsyncIterator, Iterator
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -124,18 +126,73 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
-async def serve(settings: Settings, host: str, port: int, *, with_worker: bool) -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the webhook's socket before anything else starts, so a taken port, a bad host or a
+    refused privilege is one ``ConfigError`` line, not uvicorn's traceback after a banner."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except (OSError, OverflowError, UnicodeError) as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {_reason(exc)}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except (OSError, OverflowError) as exc:
+        sock.close()
+        hint = (
+            "another process is listening there; pick another --port"
+            if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE
+            else None
+        )
+        raise ConfigError(f"cannot listen on {host}:{port}: {_reason(exc)}", hint=hint) from None
+    return sock
+
+
+def _reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)).lower()
+
+
+async def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    with_worker: bool,
+    announce: Callable[[str], None] | None = None,
+) -> None:
+    """Run the webhook (and the worker); ``announce`` gets the URL once the port listens.
+
+    Every start-up check comes first (the secret, the port, the store, the policy), so a
+    failure is one error and nothing was announced.
+    """
     secret = settings.connector_webhook_secret
     if secret is None:
         raise ConfigError(
             "CONNECTOR_WEBHOOK_SECRET is not set; `serve` refuses to accept unauthenticated calls",
             hint='generate one: python3 -c "import secrets; print(secrets.token_urlsafe(32))"',
         )
+    sock = listen(host, port)
+    try:
+        await _serve(settings, secret.get_secret_value(), sock, with_worker, announce)
+    finally:
+        sock.close()
+
+
+async def _serve(
+    settings: Settings,
+    secret: str,
+    sock: socket.socket,
+    with_worker: bool,
+    announce: Callable[[str], None] | None,
+) -> None:
     async with runtime(settings) as rt:
         stop, wake = asyncio.Event(), asyncio.Event()
         app = create_app(
             WebhookConfig(
-                secret=secret.get_secret_value(),
+                secret=secret,
                 dedupe_window=rt.policy.settings.dedupe_window,
                 require_https=settings.connector_require_https,
             ),
@@ -148,8 +205,6 @@ async def serve(settings: Settings, host: str, port: int, *, with_worker: bool) 
         server = _Server(
             uvicorn.Config(
                 app,
-                host=host,
-                port=port,
                 access_log=False,
                 log_config=None,
                 lifespan="off",
@@ -157,7 +212,10 @@ async def serve(settings: Settings, host: str, port: int, *, with_worker: bool) 
             )
         )
         _stop_on_signals(stop)
-        tasks = [asyncio.create_task(server.serve(), name="webhook")]
+        if announce is not None:
+            host, port = sock.getsockname()[:2]
+            announce(webhook_url(host, port))
+        tasks = [asyncio.create_task(server.serve(sockets=[sock]), name="webhook")]
         if with_worker:
             tasks.append(asyncio.create_task(rt.worker().run(stop, wake), name="worker"))
         await _until_stopped(stop, server, tasks)

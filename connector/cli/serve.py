@@ -17,10 +17,12 @@ def serve(
     """Receive Keap's "When an email bounces" HTTP Posts (and process them)."""
     from connector import service
 
+    def announce(url: str) -> None:
+        typer.echo(f"Keap HTTP Post URL: {url}", err=True)
+        typer.echo("(behind HTTPS in production; the key is CONNECTOR_WEBHOOK_SECRET)", err=True)
+
     loaded = settings()
-    typer.echo(f"Keap HTTP Post URL: {service.webhook_url(host, port)}", err=True)
-    typer.echo("(behind HTTPS in production; the key is CONNECTOR_WEBHOOK_SECRET)", err=True)
-    run_async(service.serve(loaded, host, port, with_worker=not no_worker))
+    run_async(service.serve(loaded, host, port, with_worker=not no_worker, announce=announce))
 
 
 def worker(
