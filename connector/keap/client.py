@@ -92,7 +92,9 @@ class _Call:
 
 
 def _segment(value: str) -> str:
-    """One path segment; ``safe=""`` so an email's ``@`` or ``/`` cannot change the route."""
+    """One path segment, percent-encoded whole (``safe=""``): an email's ``/ ? # %`` (legal in
+    its local part) stay inside the segment, as the spec's simple-style path parameter and
+    Keap's own generated SDKs encode them, and cannot change the route."""
     return quote(value, safe="")
 
 

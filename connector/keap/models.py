@@ -88,8 +88,14 @@ class KeapModel(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
 
 
+def _none_as_empty(value: object) -> object:
+    return "" if value is None else value
+
+
 class EmailAddress(KeapModel):
-    email: str = ""
+    """One address of a contact; Keap may send ``"email": null`` for a slot it holds empty."""
+
+    email: Annotated[str, BeforeValidator(_none_as_empty)] = ""
     field: str = EmailField.UNSPECIFIED
     email_opt_status: str | None = None
     is_opt_in: bool | None = None
@@ -100,11 +106,18 @@ class EmailAddress(KeapModel):
         return known_status(self.email_opt_status)
 
 
+def _without_empty_addresses(value: object) -> object:
+    """An address Keap sends empty (``"email": null`` or ``""``) is no address: leave it out."""
+    if not isinstance(value, list):
+        return [] if value is None else value
+    return [item for item in value if not isinstance(item, dict) or item.get("email")]
+
+
 class Contact(KeapModel):
     id: str
     given_name: str | None = None
     family_name: str | None = None
-    email_addresses: list[EmailAddress] = []
+    email_addresses: Annotated[list[EmailAddress], BeforeValidator(_without_empty_addresses)] = []
     tag_ids: list[str] = []
     create_time: KeapTime = None
     update_time: KeapTime = None

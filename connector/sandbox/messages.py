@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote, unquote
 
 # Keap's v2 API is built the Google-API way (update_mask, page_token, ``:applyTags``), so its
 # Error ``status`` is assumed to carry the gRPC status name; only the 429 body is confirmed.
@@ -25,6 +25,19 @@ _STATUS_NAMES = {
     501: "UNIMPLEMENTED",
     503: "UNAVAILABLE",
 }
+
+
+# Everything but the characters that would change a path's shape once decoded.
+_KEEP_DECODED = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in "/?#%")
+
+
+def decoded_path(path: str) -> str:
+    """Each segment of a raw path decoded, but ``/ ? # %`` kept encoded.
+
+    So an email's ``a/b@x.com`` in ``/emailAddresses/{email}/status`` stays one segment, as the
+    spec's simple-style path parameter (RFC 6570) has it; ``contacts%3AapplyTags`` still matches.
+    """
+    return "/".join(quote(unquote(part), safe=_KEEP_DECODED) for part in path.split("/"))
 
 
 @dataclass(frozen=True)

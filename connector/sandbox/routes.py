@@ -12,7 +12,7 @@ from connector.sandbox.api_contacts import ContactsApi
 from connector.sandbox.api_email import EmailApi
 from connector.sandbox.api_tags import TagsApi
 from connector.sandbox.auth import Credential
-from connector.sandbox.messages import Request, Response
+from connector.sandbox.messages import Request, Response, decoded_path
 from connector.sandbox.state import SandboxState
 
 Handler = Callable[[Request, dict[str, str], Credential], Response]
@@ -88,10 +88,15 @@ def build_routes(state: SandboxState) -> list[Route]:
 
 
 def match(routes: list[Route], method: str, raw_path: str) -> tuple[Route | None, dict[str, str]]:
-    """The route for a request and its decoded path arguments; ``None`` when none serves it."""
-    path = unquote(raw_path)
+    """The route for a request and its decoded path arguments; ``None`` when none serves it.
+
+    Templates are matched segment by segment on the path as sent, and each argument is decoded
+    afterwards, so an encoded ``/`` (``%2F``), ``?``, ``#`` or ``%`` in an email's local part
+    stays inside its one segment, as in Keap (RFC 6570 simple expansion of a path parameter).
+    """
+    path = decoded_path(raw_path)
     for route in routes:
         found = route.pattern.match(path)
         if found and route.method == method:
-            return route, found.groupdict()
+            return route, {name: unquote(value) for name, value in found.groupdict().items()}
     return None, {}

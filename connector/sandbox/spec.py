@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 import yaml
 from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+from connector.sandbox.messages import decoded_path
 
 # openapi-core warns that it cannot check the spec's OAuth2 scheme; credentials are the
 # sandbox's own business, so the warning says nothing useful here.
@@ -70,7 +72,7 @@ def violations(
         path = _SPEC_PREFIX + path
     request = _Request(
         host_url=_SPEC_HOST,
-        path=unquote(path),
+        path=decoded_path(path),
         method=method.lower(),
         body=body if body else None,
         content_type=(content_type or "").lower(),
