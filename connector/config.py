@@ -6,6 +6,10 @@ Every variable name is part of the contract; new settings may be added, none ren
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -16,6 +20,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from connector.errors import ConfigError
 
 OAUTH_DEFAULT_RPS = 20.0
+PREFIXES = ("KEAP_", "CONNECTOR_")
+ENV_FILE = ".env"
 API_KEY_DEFAULT_RPS = 4.0
 
 _SECRET_FIELDS = frozenset(
@@ -34,7 +40,7 @@ class Settings(BaseSettings):
     """All settings of the connector; field ``x_y`` is environment variable ``X_Y``."""
 
     model_config = SettingsConfigDict(
-        env_file=".env",
+        env_file=ENV_FILE,
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
@@ -156,3 +162,79 @@ def _expected(field: str, message: str) -> str:
     if field in _SECRET_FIELDS:
         return message.split(",")[0]
     return message
+
+
+# --- names nobody reads (DESIGN.md section 4) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnknownVariable:
+    """A ``KEAP_*``/``CONNECTOR_*`` variable no setting reads: most likely a typo."""
+
+    name: str
+    source: str  # "the environment" or ".env"
+    suggestion: str | None
+
+    def describe(self) -> str:
+        guess = f"; did you mean {self.suggestion}?" if self.suggestion else ""
+        return f"{self.name}: unknown{guess}"
+
+    @property
+    def fix(self) -> str:
+        where = "in .env" if self.source == ENV_FILE else "in the environment"
+        if self.suggestion:
+            return f"rename {self.name} to {self.suggestion} {where}"
+        return f"remove {self.name} {where}; the settings are listed in .env.example"
+
+
+def known_variables() -> frozenset[str]:
+    return frozenset(name.upper() for name in Settings.model_fields)
+
+
+def unknown_variables(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(ENV_FILE)
+) -> list[UnknownVariable]:
+    """Every ``KEAP_*``/``CONNECTOR_*`` name in the environment or ``.env`` that no setting
+    reads, with the closest known name; only names, never values (they may be secrets).
+
+    Names compare case-blind, as the settings are read (``case_sensitive=False``).
+    """
+    known = known_variables()
+    found: dict[str, UnknownVariable] = {}
+    sources: list[tuple[str, Iterable[str]]] = [
+        ("the environment", list(os.environ if environ is None else environ)),
+        (ENV_FILE, _dotenv_names(env_file)),
+    ]
+    for source, names in sources:
+        for raw in names:
+            name = raw.upper()
+            if not name.startswith(PREFIXES) or name in known or name in found:
+                continue
+            found[name] = UnknownVariable(name, source, _closest(name, known))
+    return sorted(found.values(), key=lambda u: u.name)
+
+
+def _closest(name: str, known: frozenset[str]) -> str | None:
+    """The known name closest to ``name``, compared without the shared prefix (every
+    ``CONNECTOR_`` name would otherwise look alike); ``CONNECTOR_API_KEY`` finds ``KEAP_API_KEY``.
+    """
+
+    def bare(variable: str) -> str:
+        return variable.removeprefix(PREFIXES[0]).removeprefix(PREFIXES[1])
+
+    by_bare: dict[str, str] = {}
+    for variable in sorted(known, key=lambda v: not v.startswith(name.split("_", 1)[0])):
+        by_bare.setdefault(bare(variable), variable)
+    close = difflib.get_close_matches(bare(name), sorted(by_bare), n=1, cutoff=0.7)
+    return by_bare[close[0]] if close else None
+
+
+def _dotenv_names(env_file: Path | None) -> list[str]:
+    if env_file is None or not env_file.is_file():
+        return []
+    from dotenv import dotenv_values
+
+    try:
+        return [name for name in dotenv_values(env_file, encoding="utf-8") if name]
+    except (OSError, UnicodeDecodeError):
+        return []

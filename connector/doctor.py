@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from connector.config import Settings, load_settings
+from connector.config import Settings, load_settings, unknown_variables
 from connector.errors import (
     ConfigError,
     ConnectorError,
@@ -104,7 +104,9 @@ async def diagnose(load: Callable[[], Settings] = load_settings) -> list[Check]:
     try:
         settings = load()
     except ConfigError as exc:
-        return [_failed("settings", _reason(exc), exc.hint)]
+        unknown = unknown_variables()
+        detail = "; ".join([_reason(exc), *(u.describe() for u in unknown)])
+        return [_failed("settings", detail, "; ".join([exc.hint, *(u.fix for u in unknown)]))]
     return await run_checks(settings)
 
 
@@ -137,7 +139,8 @@ def _plain_http(url: str) -> bool:
 
 
 def _setting_failures(settings: Settings) -> list[tuple[str, str]]:
-    failures = []
+    # DESIGN.md 4: a KEAP_*/CONNECTOR_* name no setting reads is a typo until shown otherwise.
+    failures = [(u.describe(), u.fix) for u in unknown_variables()]
     if not settings.uses_api_key and not settings.keap_client_id:
         failures.append(
             (

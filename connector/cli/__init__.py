@@ -22,7 +22,7 @@ import typer
 
 from connector import __version__
 from connector.cli import auth, db, doctor, events, policy, report, sandbox, serve, sync
-from connector.cli.base import typer_app
+from connector.cli.base import typer_app, warn_unknown_settings
 
 app = typer_app("Keeps Keap contact lists clean when email bounces.")
 
@@ -40,6 +40,7 @@ def _root(
     ),
 ) -> None:
     """Keeps Keap contact lists clean when email bounces."""
+    warn_unknown_settings()
 
 
 def main() -> None:

@@ -64,6 +64,16 @@ def settings() -> Settings:
     return loaded
 
 
+def warn_unknown_settings() -> None:
+    """DESIGN.md 4: every command warns of a ``KEAP_*``/``CONNECTOR_*`` name no setting reads
+    (one line each, on stderr; the name only, never the value). ``doctor`` fails on them."""
+    from connector.config import ENV_FILE, unknown_variables
+
+    for unknown in unknown_variables():
+        where = f" (in {ENV_FILE})" if unknown.source == ENV_FILE else ""
+        typer.echo(f"warning: {visible(unknown.describe())}{where}", err=True)
+
+
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run``, with asyncio imported only by a command that runs something."""
     import asyncio
