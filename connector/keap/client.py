@@ -287,6 +287,16 @@ class KeapClient:
                 self._tags[key] = await self._find_or_create_tag(name, category_name)
             return self._tags[key]
 
+    async def forget_tag(self, name: str, stale_id: str, category_name: str | None = None) -> None:
+        """Drop the cached tag ``name`` if it still has ``stale_id`` (Keap answered 404 for it:
+        the tag was deleted or replaced in Keap); the next ``find_or_create_tag`` looks it up
+        again. A newer id cached meanwhile by another event is kept."""
+        key = (name, category_name)
+        async with self._tag_lock:
+            cached = self._tags.get(key)
+            if cached is not None and cached.id == stale_id:
+                del self._tags[key]
+
     async def _find_or_create_tag(self, name: str, category_name: str | None) -> Tag:
         category = await self._find_or_create_category(category_name) if category_name else None
 

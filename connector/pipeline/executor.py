@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
+from connector.errors import KeapNotFoundError
 from connector.keap.client import KeapClient
 from connector.metrics import Metrics
 from connector.pipeline.outcome import (
@@ -192,8 +193,17 @@ class _Run:
             return
 
         async def write() -> Values:
-            await self.executor.tags.submit("add" if adding else "remove", tag_id, contact.id)
-            return {"tag_id": tag_id}
+            op = "add" if adding else "remove"
+            try:
+                await self.executor.tags.submit(op, tag_id, contact.id)
+                return {"tag_id": tag_id}
+            except KeapNotFoundError:
+                # The cached id is gone in Keap (tag deleted or replaced): look it up or make
+                # it again, once, and write with the new id.
+                await client.forget_tag(step.subject, tag_id)
+                fresh = (await client.find_or_create_tag(step.subject)).id
+                await self.executor.tags.submit(op, fresh, contact.id)
+                return {"tag_id": fresh}
 
         await self.settle(base, write)
 
