@@ -26,8 +26,8 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from connector.access_log import AccessLog, Summarised
 from connector.bounces import BounceType, parse_bounce_type
 from connector.errors import BounceTypeError, CallbackError, StoreUnavailableError
 from connector.logs import mask_email
@@ -35,7 +35,6 @@ from connector.metrics import Metrics
 from connector.store import NewEvent, Store
 
 log = logging.getLogger("connector.webhook")
-access_log = logging.getLogger("connector.access")
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELDS = 500
@@ -312,9 +311,14 @@ def create_app(
     ready: Callable[[], Any] | None = None,
     on_event: Callable[[], None] | None = None,
     keap_stats: Callable[[], tuple[int, int]] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Starlette:
-    """Build the app; ``on_event`` wakes an in-process worker, ``ready`` checks credentials."""
+    """Build the app; ``on_event`` wakes an in-process worker, ``ready`` checks credentials.
+
+    ``clock`` (monotonic seconds) paces what the app does by time: log summaries.
+    """
     secret = config.secret.encode("utf-8")
+    not_stored = Summarised(log, "callbacks not stored (503)", level=logging.ERROR, clock=clock)
 
     async def bounce(request: Request) -> Response:
         response = (
@@ -348,7 +352,9 @@ def create_app(
         try:
             added = await store.add_event(callback.to_event(), config.dedupe_window)
         except StoreUnavailableError as exc:
-            log.error("callback NOT stored, answering 503 so it is not lost: %s", exc)
+            not_stored.note(
+                exc.message, "callback NOT stored, answering 503 so it is not lost: %s", exc
+            )
             return _error(503, "the event could not be stored; try again")
         status = "duplicate" if added.duplicate else "queued"
         metrics.received(callback.bounce_type.value, status)
@@ -410,57 +416,8 @@ def create_app(
     )
     # A redirect is no use to Keap's HTTP Post: answer every path directly.
     app.router.redirect_slashes = False
-    app.add_middleware(AccessLog)
+    app.add_middleware(AccessLog, clock=clock)
     return app
-
-
-MAX_LOGGED_PATH = 200
-
-
-class AccessLog:
-    """One line per request: method, path, status and duration, never the query string.
-
-    The query string carries the webhook key (``?key=...``), which is why uvicorn's own access
-    log stays off. Refusals are logged at INFO (someone is calling with a wrong key or body);
-    successes at DEBUG, since every stored callback already logs its own line and probes of
-    ``/healthz`` and ``/metrics`` would drown everything else.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def remember_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, remember_status)
-        finally:
-            level = logging.DEBUG if status < 400 else logging.INFO
-            if access_log.isEnabledFor(level):
-                access_log.log(
-                    level,
-                    "%s %s %d %.1fms",
-                    scope["method"],
-                    _printable(scope["path"]),
-                    status,
-                    (time.perf_counter() - started) * 1000,
-                )
-
-
-def _printable(path: str) -> str:
-    """A bounded path with control characters escaped, so a request cannot forge log lines."""
-    shown = path[:MAX_LOGGED_PATH] + ("..." if len(path) > MAX_LOGGED_PATH else "")
-    return shown.encode("unicode_escape").decode("ascii")
 
 
 def openapi_document() -> dict[str, Any]:
