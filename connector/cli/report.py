@@ -1,4 +1,4 @@
-"""``connector report``: the bounce report, on the terminal or as a file."""
+"""``connector report``: the bounce report, on the terminal, as a file, or by email."""
 
 from __future__ import annotations
 
@@ -38,6 +38,13 @@ def report(
     output: Path | None = typer.Option(
         None, "--output", help="Write to this file instead of stdout (csv, json, html)."
     ),
+    email: str | None = typer.Option(
+        None,
+        "--email",
+        metavar="ADDR[,ADDR]",
+        help="Send the report to these addresses over SMTP (CONNECTOR_SMTP_*): the HTML page as "
+        "the body, the CSV attached.",
+    ),
 ) -> None:
     """The bounce report: who bounced, how often, what was done, the tags now applied."""
     from datetime import UTC, datetime
@@ -54,17 +61,33 @@ def report(
 
     loaded = settings()
     service.register_secrets(loaded)
+    contact_url = loaded.connector_contact_url
+    if email is not None:
+        from connector import mail
+
+        server = mail.MailServer.from_settings(loaded)
+        recipients = mail.parse_recipients(email)
 
     async def run() -> Report:
         async with service.opened_store(loaded) as store:
             return await reporting.build_report(store, start, now)
 
     built = run_async(run())
+    if email is not None:
+        reporting.email_report(built, server, recipients, contact_url=contact_url)
+        sent_to = visible(", ".join(recipients))
+        typer.echo(
+            f"sent the report ({built.totals.contacts} contact(s)) to {sent_to}"
+            f" via {visible(server.where)}",
+            err=True,
+        )
+        if output is None:  # --email alone sends; with --output it also writes the file
+            return
     if fmt is ReportChoice.TABLE:
         console().print(reporting.render_table(built))
         return
     chosen = reporting.ReportFormat(fmt.value)
-    text = reporting.render_text(built, chosen)
+    text = reporting.render_text(built, chosen, contact_url=contact_url)
     if output is None:
         typer.echo(text, nl=False)
         return

@@ -202,5 +202,8 @@ def target_record(target: Target, outcome: Outcome) -> StepRecord:
             "evidence_code": target.evidence.name,
             "status": target.address.email_opt_status,
             "marketable": None if seen is None else ("yes" if seen else "no"),
+            # The contact's name as read, so the report can name the person without Keap.
+            "given_name": target.contact.given_name or None,
+            "family_name": target.contact.family_name or None,
         },
     )

@@ -5,7 +5,7 @@
 - ``render_csv.py``: the project's one CSV writer (formula-safe) and the report as CSV.
 - ``render_json.py``: the documented JSON shape; ``render_table.py``: the terminal table;
   ``render_html.py`` + ``templates/report.html.j2``: the page for a person.
-- ``output.py``: ``--format`` and writing files.
+- ``output.py``: ``--format``, writing files, and mailing the page (``connector.mail``).
 
 CSV and JSON carry every field, for scripts; the table and the page are for people.
 """
@@ -18,7 +18,7 @@ from connector.report.build import (
     build_report,
     type_label,
 )
-from connector.report.output import ReportFormat, render_text, write_report
+from connector.report.output import ReportFormat, email_report, render_text, write_report
 from connector.report.render_csv import (
     CsvWriter,
     csv_safe,
@@ -42,6 +42,7 @@ __all__ = [
     "build_report",
     "csv_safe",
     "csv_text",
+    "email_report",
     "flat_columns",
     "render_csv",
     "render_html",

@@ -8,9 +8,10 @@ what is built here.
 
 The report reads only the store (events and the audit log), never Keap, so it is cheap, works
 offline and shows what the connector did rather than what someone changed in Keap afterwards.
-Email addresses appear in full (the list exists so a person can clean those addresses); free
-text that could carry anything else (outcomes, errors) goes through the log scrubber, and the
-event payloads, audit before/after values and tokens are never read at all.
+Email addresses and contact names appear in full (the list exists so a person can clean those
+addresses); free text that could carry anything else (outcomes, errors) goes through the log
+scrubber, and the event payloads and tokens are never read at all. Audit values are read only
+through the outcome codec (the address a step acted on, the name the target step recorded).
 
 What an audit step *means* (an action, a tag added or removed) is read in one place only: the
 "step interpretation" section below, ``_steps_summary``.
@@ -23,6 +24,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from urllib.parse import quote, urlsplit
 
 from connector.bounces import BounceCategory, BounceType
 from connector.logs import scrub
@@ -60,6 +62,12 @@ class ReportRow:
     planned_tags: list[str]
     action_outcome: str = "none"
     outcomes: dict[str, int] = field(default_factory=dict)
+    name: str | None = None  # given and family name, as the worker last read them from Keap
+    address: str | None = None  # the address the latest event acted on (its target step)
+    bounce_times: dict[str, list[datetime]] = field(default_factory=dict)  # per type, in order
+    action_skip: str | None = None  # SkipReason name when the latest destructive step skipped
+    failed_steps: int = 0  # steps that ended ``failed`` and were not later done
+    steps: list[str] = field(default_factory=list)  # notes and tasks, in the codec's words
 
     @property
     def total(self) -> int:
@@ -147,6 +155,9 @@ async def _audited_contact(store: Store, event: Event) -> str | None:
 async def _row(store: Store, contact_id: str | None, events: list[Event]) -> ReportRow:
     summary = _steps_summary(await _history(store, contact_id))
     latest = events[-1]
+    times: dict[str, list[datetime]] = {}
+    for event in events:
+        times.setdefault(event.bounce_type, []).append(event.received_at)
     return ReportRow(
         contact_id=contact_id,
         emails=await _emails(store, events),
@@ -162,6 +173,12 @@ async def _row(store: Store, contact_id: str | None, events: list[Event]) -> Rep
         planned_tags=summary.planned_tags,
         action_outcome=summary.action_outcome,
         outcomes=summary.outcomes,
+        name=summary.name,
+        address=summary.address,
+        bounce_times=times,
+        action_skip=summary.action_skip,
+        failed_steps=summary.failed_steps,
+        steps=summary.steps,
     )
 
 
@@ -197,6 +214,11 @@ class StepsSummary:
     planned_tags: list[str]
     action_outcome: str  # the latest destructive step as every output words it, or "none"
     outcomes: dict[str, int]  # the contact's steps by "kind outcome (reason)"
+    name: str | None = None
+    address: str | None = None
+    action_skip: str | None = None
+    failed_steps: int = 0
+    steps: list[str] = field(default_factory=list)
 
 
 def _steps_summary(steps: Sequence[AuditEntry]) -> StepsSummary:
@@ -206,6 +228,10 @@ def _steps_summary(steps: Sequence[AuditEntry]) -> StepsSummary:
     action, action_at = _done_action(real)
     tags = _net_tags([record for _, record in real])
     latest = [record for _, record in real if record.kind.destructive][-1:]
+    skipped = latest[0].reason if latest and latest[0].outcome is Outcome.SKIPPED else None
+    targets = [r for _, r in real if r.kind is StepKind.TARGET] or [
+        r for r in dry if r.kind is StepKind.TARGET
+    ]
     return StepsSummary(
         action=action,
         action_at=action_at,
@@ -214,7 +240,40 @@ def _steps_summary(steps: Sequence[AuditEntry]) -> StepsSummary:
         planned_tags=_planned_tags(dry, tags),
         action_outcome=action_text(latest),
         outcomes=tally(record for _, record in real),
+        name=_name(targets),
+        address=(targets[-1].after or {}).get("email") if targets else None,
+        action_skip=skipped.code.name if skipped is not None else None,
+        failed_steps=_failed(record for _, record in real),
+        steps=_written([record for _, record in real]),
     )
+
+
+def _name(targets: Sequence[StepRecord]) -> str | None:
+    """The latest name a target step recorded (the worker's last read of the contact)."""
+    for record in reversed(targets):
+        after = record.after or {}
+        parts = [after.get("given_name"), after.get("family_name")]
+        name = " ".join(part.strip() for part in parts if part and part.strip())
+        if name:
+            return name
+    return None
+
+
+def _failed(steps: Iterable[StepRecord]) -> int:
+    """Steps whose last word is ``failed`` (a later ``done`` of the same step clears it)."""
+    last: dict[str, Outcome] = {}
+    for step in steps:
+        last[step.key] = step.outcome
+    return sum(1 for outcome in last.values() if outcome is Outcome.FAILED)
+
+
+def _written(steps: Sequence[StepRecord]) -> list[str]:
+    """Notes and tasks, the latest record of each, as the codec describes them."""
+    latest: dict[str, StepRecord] = {}
+    for step in steps:
+        if step.kind in (StepKind.NOTE, StepKind.TASK):
+            latest[step.key] = step
+    return [step.describe() for step in latest.values()]
 
 
 def _done_action(steps: Sequence[tuple[AuditEntry, StepRecord]]) -> tuple[str, datetime | None]:
@@ -385,24 +444,103 @@ class Group(enum.StrEnum):
     SENDER_SIDE = "sender-side"
 
 
+# What a person must look at, beyond a finished action: the connector held back on purpose.
+_HELD_BACK = {"PROTECTED", "NOT_ON_CONTACT", "ALREADY_NON_MARKETABLE"}
+
+
 def row_group(row: ReportRow) -> Group:
-    if is_sender_side(row):
+    if is_sender_side(row) or row.action_skip == "INCIDENT_OPEN":
         return Group.SENDER_SIDE
-    if row.status in ("failed", "dead") or row.action != "none":
+    if row.status in ("failed", "dead") or row.failed_steps:
+        return Group.NEEDS_A_PERSON
+    if row.action != "none" or row.action_skip in _HELD_BACK:
         return Group.NEEDS_A_PERSON
     return Group.DONE
+
+
+_HELD_BACK_TODO = {
+    "PROTECTED": "Protected contact: nothing was opted out; decide by hand about this address.",
+    "NOT_ON_CONTACT": "The bounced address is not on the contact: check which address bounced.",
+    "ALREADY_NON_MARKETABLE": "Keap no longer mails this address: find a new address.",
+    "INCIDENT_OPEN": "Held back while the receiving domain blocks the sender: nothing per contact.",
+}
 
 
 def left_to_do(row: ReportRow) -> str:
     """The next step for a person, in a few words; empty when there is none."""
     if row.status in ("failed", "dead"):
         return "Not finished: check the error, then retry (connector events retry)."
+    if row.failed_steps:
+        return "A step failed: see connector events show, then retry (connector events retry)."
     if is_sender_side(row):
         return "Nothing for this contact: the receiving server blocked the sender."
     if row.action == "blank_email":
         return "The address was removed: find a new address for this contact."
     if row.action == "opt_out":
         return "The address was opted out: find a new address for this contact."
+    if row.action_skip in _HELD_BACK_TODO:
+        return _HELD_BACK_TODO[row.action_skip]
     if row.status in ("queued", "processing"):
         return "Nothing yet: the connector is still working on it."
     return ""
+
+
+# --- dates and history in the reader's words ---------------------------------------------------
+
+
+def short_day(value: date | datetime | None, until: datetime | None = None) -> str:
+    """``9 Mar`` (UTC), with the year only when it is not the year of ``until``."""
+    if value is None:
+        return ""
+    day = value.astimezone(UTC).date() if isinstance(value, datetime) else value
+    text = f"{day.day} {day:%b}"
+    year = until.astimezone(UTC).year if until is not None else day.year
+    return f"{text} {day.year}" if day.year != year else text
+
+
+def period_text(report: Report) -> str:
+    """``Tue 3 Mar to Tue 10 Mar 2026``: the period as a person says it."""
+    first, last = report.since.astimezone(UTC), report.until.astimezone(UTC)
+    start = f"{first:%a} {first.day} {first:%b}" + (
+        f" {first.year}" if first.year != last.year else ""
+    )
+    return f"{start} to {last:%a} {last.day} {last:%b} {last.year}"
+
+
+_MAX_DAYS_SHOWN = 4
+
+
+def bounce_history(row: ReportRow, until: datetime) -> list[str]:
+    """``Hard Bounce x3: 2 Nov, 9 Nov, 16 Nov``, one line per type in Keap's order; a day
+    with several bounces says so (``9 Nov (2)``); a long run shows its first and last days."""
+    lines = []
+    for bounce_type in sorted(row.bounces, key=type_order):
+        counts = Counter(short_day(t, until) for t in row.bounce_times.get(bounce_type, []))
+        days = [f"{day} ({n})" if n > 1 else day for day, n in counts.items()]
+        if len(days) > _MAX_DAYS_SHOWN:
+            days = [*days[:2], f"... {days[-1]}"]
+        line = f"{type_label(bounce_type)} x{row.bounces[bounce_type]}"
+        lines.append(f"{line}: {', '.join(days)}" if days else line)
+    return lines
+
+
+def done_lines(row: ReportRow, until: datetime) -> list[str]:
+    """What the connector did, in the outcome record's words (DESIGN 1b), for a person."""
+    lines = []
+    if row.action_outcome != "none":
+        done = row.action_at and row.action_outcome.startswith(f"{row.action} done")
+        when_done = f", {short_day(row.action_at, until)}" if done else ""
+        lines.append(row.action_outcome + when_done)
+    if row.planned_action:
+        lines.append(f"{row.planned_action} (planned)")
+    lines += row.steps
+    return lines
+
+
+def contact_link(template: str | None, contact_id: str | None) -> str | None:
+    """``CONNECTOR_CONTACT_URL`` with the id filled in (percent-encoded); only http(s) links."""
+    if not template or not contact_id or "{contact_id}" not in template:
+        return None
+    url = template.replace("{contact_id}", quote(contact_id, safe=""))
+    parts = urlsplit(url)
+    return url if parts.scheme in ("http", "https") and parts.netloc else None

@@ -83,7 +83,8 @@ def flat_columns(report: Report) -> list[str]:
     types = [type_label(t) for t in report.bounce_types]
     head = ["contact_id", "emails", "total"]
     tail = ["first_bounce_at", "last_bounce_at", "status", "outcome", "action", "action_at"]
-    return [*head, *types, *tail, "planned_action", "tags", "planned_tags", "action_outcome"]
+    extra = ["planned_action", "tags", "planned_tags", "action_outcome", "name", "address"]
+    return [*head, *types, *tail, *extra]
 
 
 def flat_row(report: Report, row: ReportRow) -> list[str]:
@@ -104,6 +105,8 @@ def flat_row(report: Report, row: ReportRow) -> list[str]:
         "; ".join(row.tags),
         "; ".join(row.planned_tags),
         row.action_outcome,
+        row.name or "",
+        row.address or "",
     ]
 
 

@@ -3,16 +3,18 @@ grouped by what they need (templates/report.html.j2).
 
 The page comes from a Jinja2 template with autoescape on, so every value from outside (names,
 addresses, tags, outcomes) is text, never markup; control characters, which would make the page
-invalid, are replaced (U+FFFD) before escaping. Everything is inline (no links, scripts, fonts
-or images), so the page can be emailed as is. The chart's geometry is computed here and only
-drawn by the template.
+invalid, are replaced (U+FFFD) before escaping. Everything is inline (no scripts, fonts, images
+or style sheets), so the page can be emailed as is; the only links are to contacts in Keap, when
+``CONNECTOR_CONTACT_URL`` is set, and only ever ``http(s)``. The chart's geometry is computed
+here and only drawn by the template. The page fits 1280 px without scrolling sideways and
+prints cleanly (``tests/report/test_browser.py`` checks it in headless Chromium).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -21,12 +23,16 @@ from connector.report.build import (
     Group,
     Report,
     ReportRow,
+    bounce_history,
+    contact_link,
+    done_lines,
     left_to_do,
+    period_text,
     row_group,
+    short_day,
     summary_line,
     type_label,
     type_order,
-    when,
 )
 
 if TYPE_CHECKING:
@@ -38,7 +44,9 @@ _PALETTE = (
     "#474787", "#cc8e35",
 )  # fmt: skip
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_WIDTH, _HEIGHT, _LEFT, _BOTTOM, _TOP = 760, 240, 40, 40, 10
+_WIDTH, _HEIGHT, _LEFT, _BOTTOM, _TOP, _RIGHT = 1100, 250, 44, 36, 18, 10
+# Up to two weeks every day is labelled with its weekday; longer periods thin the labels.
+_DAILY_LABELS = 14
 
 
 def type_color(bounce_type: str) -> str:
@@ -65,19 +73,22 @@ def _template() -> jinja2.Template:
     return env.get_template("report.html.j2")
 
 
-def render_html(report: Report) -> str:
-    """One page with everything inline (no links, scripts, fonts or images) to email as is."""
-    title = f"Bounce report {when(report.since)} to {when(report.until)} UTC"
+def render_html(report: Report, *, contact_url: str | None = None) -> str:
+    """One page with everything inline to email as is; ``contact_url`` links each contact."""
+    period = period_text(report)
+    groups = _groups(report, contact_url)
     return _template().render(
-        title=title,
-        period=f"{_day(report.since, report.until)} to {_day(report.until, report.until)}",
+        title=f"Bounce report: {period}",
+        period=period,
         summary=summary_line(report),
+        counts=[(name, anchor, len(rows)) for name, anchor, rows in groups],
         chart=_chart(report) if report.rows else None,
         legend=[(type_color(t), type_label(t)) for t in report.bounce_types],
-        types=[(type_label(t), t, report.totals.by_type[t]) for t in report.bounce_types],
+        types=[(type_label(t), report.totals.by_type[t]) for t in report.bounce_types],
         totals=report.totals,
-        groups=_groups(report),
+        groups=groups,
         has_rows=bool(report.rows),
+        generated=f"{report.until:%Y-%m-%d %H:%M} UTC",
     )
 
 
@@ -86,9 +97,12 @@ def render_html(report: Report) -> str:
 
 @dataclass(frozen=True)
 class _Contact:
-    contact: str
-    emails: list[str]
-    bounces: list[str]
+    name: str
+    contact_id: str
+    link: str | None
+    address: str
+    other_emails: list[str]
+    history: list[str]
     did: list[str]
     tags: list[str]
     status: str
@@ -96,53 +110,35 @@ class _Contact:
     todo: str
 
 
-def _groups(report: Report) -> list[tuple[str, list[_Contact]]]:
+def _groups(report: Report, contact_url: str | None) -> list[tuple[str, str, list[_Contact]]]:
     """Every group in a fixed order, empty ones included so the reader sees "none"."""
     grouped: dict[Group, list[_Contact]] = {group: [] for group in Group}
     for row in report.rows:
-        grouped[row_group(row)].append(_contact(row, report.until))
-    return [(group.value.capitalize(), rows) for group, rows in grouped.items()]
+        grouped[row_group(row)].append(_contact(row, report.until, contact_url))
+    return [
+        (group.value.capitalize(), group.name.lower().replace("_", "-"), rows)
+        for group, rows in grouped.items()
+    ]
 
 
-def _contact(row: ReportRow, until: datetime) -> _Contact:
-    first, last = _day(row.first_bounce_at, until), _day(row.last_bounce_at, until)
-    span = first if first == last else f"{first} to {last}"
-    ordered = sorted(row.bounces.items(), key=lambda item: type_order(item[0]))
-    did = [] if row.action == "none" else [f"{_action(row.action)} {_day(row.action_at, until)}"]
-    if row.action == "none" and row.action_outcome != "none":
-        did.append(row.action_outcome)
-    if row.planned_action:
-        did.append(f"{_action(row.planned_action)} (planned, dry run)")
+def _contact(row: ReportRow, until: datetime, contact_url: str | None) -> _Contact:
+    address = row.address or (row.emails[0] if row.emails else "")
+    others = [e for e in row.emails if e.lower() != address.lower()]
     tags = [*row.tags, *(f"{tag} (planned)" for tag in row.planned_tags)]
+    did = done_lines(row, until)
     return _Contact(
-        contact=row.contact_id or "(no contact found)",
-        emails=row.emails,
-        bounces=[f"{type_label(t)} x{n}" for t, n in ordered] + [span],
+        name=row.name or ("(no name recorded)" if row.contact_id else "(no contact found)"),
+        contact_id=row.contact_id or "",
+        link=contact_link(contact_url, row.contact_id),
+        address=address,
+        other_emails=others,
+        history=bounce_history(row, until),
         did=did or ([] if tags else ["Nothing yet"]),
         tags=tags,
         status=row.status,
         outcome="" if row.outcome in (None, row.status) else row.outcome,
         todo=left_to_do(row),
     )
-
-
-def _action(action: str) -> str:
-    return {"blank_email": "Removed the address", "opt_out": "Opted the address out"}.get(
-        action, action
-    )
-
-
-def _day(value: datetime | None, until: datetime) -> str:
-    """``9 Mar``, with the year only when it is not the report's year (UTC)."""
-    if value is None:
-        return ""
-    day = value.astimezone(UTC).date()
-    return _short(day, with_year=day.year != until.astimezone(UTC).year)
-
-
-def _short(day: date, *, with_year: bool = False) -> str:
-    text = f"{day.day} {day:%b}"
-    return f"{text} {day.year}" if with_year else text
 
 
 # --- the chart --------------------------------------------------------------------------------
@@ -162,8 +158,9 @@ class _Bar:
 
 
 @dataclass(frozen=True)
-class _Tick:
+class _Text:
     x: str
+    y: str
     label: str
 
 
@@ -172,29 +169,54 @@ class _Chart:
     width: int
     height: int
     left: int
-    top: int
     base: int
     right: int
-    peak: int
     bars: list[_Bar]
-    ticks: list[_Tick]
+    days: list[_Text]  # a label under each (or every few) day
+    totals: list[_Text]  # the day's total above its bar
+    grid: list[_Text]  # horizontal lines with their count on the axis
 
 
 def _chart(report: Report) -> _Chart:
     """Stacked bars, one per day, a segment per bounce type; each bar carries its own title."""
     plot_h = _HEIGHT - _BOTTOM - _TOP
+    base = _TOP + plot_h
     days = report.daily
-    slot = (_WIDTH - _LEFT - 10) / max(len(days), 1)
-    peak = max((sum(d.counts.values()) for d in days), default=0) or 1
-    every = max(1, len(days) // 10)
+    slot = (_WIDTH - _LEFT - _RIGHT) / max(len(days), 1)
+    peak = _nice(max((sum(d.counts.values()) for d in days), default=0))
+    scale = plot_h / peak
+    every = 1 if len(days) <= _DAILY_LABELS else -(-len(days) // _DAILY_LABELS)
     bars: list[_Bar] = []
-    ticks: list[_Tick] = []
+    labels: list[_Text] = []
+    totals: list[_Text] = []
     for index, day in enumerate(days):
         x = _LEFT + index * slot
-        bars += _day_bars(day, x, slot, _TOP + plot_h, plot_h / peak)
+        middle = f"{x + slot / 2:.1f}"
+        bars += _day_bars(day, x, slot, base, scale)
+        total = sum(day.counts.values())
+        if total and len(days) <= 2 * _DAILY_LABELS:
+            totals.append(_Text(middle, f"{base - total * scale - 4:.1f}", str(total)))
         if index % every == 0:
-            ticks.append(_Tick(f"{x + slot / 2:.1f}", _short(day.day)))
-    return _Chart(_WIDTH, _HEIGHT, _LEFT, _TOP, _TOP + plot_h, _WIDTH - 10, peak, bars, ticks)
+            text = f"{day.day:%a} {short_day(day.day)}" if every == 1 else short_day(day.day)
+            labels.append(_Text(middle, f"{base + 16}", text))
+    grid = [
+        _Text(f"{_LEFT}", f"{base - value * scale:.1f}", str(value)) for value in _grid_values(peak)
+    ]
+    return _Chart(_WIDTH, _HEIGHT, _LEFT, base, _WIDTH - _RIGHT, bars, labels, totals, grid)
+
+
+def _nice(peak: int) -> int:
+    """The axis top: the peak rounded up to 1, 2 or 5 times a power of ten (at least 4)."""
+    step = 1
+    while True:
+        for factor in (1, 2, 5):
+            if step * factor * 4 >= peak:
+                return step * factor * 4
+        step *= 10
+
+
+def _grid_values(top: int) -> list[int]:
+    return [top * n // 4 for n in range(5)]
 
 
 def _day_bars(day: DayCounts, x: float, slot: float, base: float, scale: float) -> list[_Bar]:
@@ -209,12 +231,12 @@ def _day_bars(day: DayCounts, x: float, slot: float, base: float, scale: float) 
                 type=bounce_type,
                 day=day.day.isoformat(),
                 count=count,
-                x=f"{x + slot * 0.1:.1f}",
+                x=f"{x + slot * 0.15:.1f}",
                 y=f"{y:.1f}",
-                width=f"{slot * 0.8:.1f}",
+                width=f"{slot * 0.7:.1f}",
                 height=f"{h:.1f}",
                 fill=type_color(bounce_type),
-                label=f"{_short(day.day)}: {type_label(bounce_type)} {count}",
+                label=f"{short_day(day.day)}: {type_label(bounce_type)} {count}",
             )
         )
     return bars

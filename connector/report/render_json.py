@@ -9,7 +9,9 @@ Shape (``version`` 1; keys sorted, times ISO 8601 in UTC, dates ``YYYY-MM-DD``):
                "status": EVENT_STATUS, "outcome": STR|null,
                "action": "blank_email"|"opt_out"|"none", "action_at": TIME|null,
                "planned_action": "blank_email"|"opt_out"|null,
-               "tags": [STR], "planned_tags": ["+TAG"|"-TAG"]}],
+               "tags": [STR], "planned_tags": ["+TAG"|"-TAG"],
+               "action_outcome": STR, "outcomes": {"KIND OUTCOME (REASON)": INT},
+               "name": STR|null, "address": STR|null}],
      "totals": {"contacts": INT, "bounces": INT, "by_type": {TYPE: INT},
                 "by_action": {"blank_email": INT, "opt_out": INT, "none": INT},
                 "planned_by_action": {"blank_email": INT, "opt_out": INT},
@@ -66,6 +68,8 @@ def _row_dict(row: ReportRow) -> dict[str, Any]:
         "planned_tags": row.planned_tags,
         "action_outcome": row.action_outcome,
         "outcomes": row.outcomes,
+        "name": row.name,
+        "address": row.address,
     }
 
 

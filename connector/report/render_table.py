@@ -11,7 +11,17 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from connector.report.build import Report, ReportRow, summary_line, type_label, type_order, when
+from connector.report.build import (
+    Group,
+    Report,
+    ReportRow,
+    bounce_history,
+    done_lines,
+    left_to_do,
+    period_text,
+    row_group,
+    summary_line,
+)
 from connector.text import visible
 
 __all__ = ["render_table", "visible"]
@@ -22,36 +32,42 @@ def _lines(values: list[str]) -> Text:
     return Text("\n".join(visible(v) for v in values))
 
 
-def _bounce_lines(row: ReportRow) -> list[str]:
-    ordered = sorted(row.bounces.items(), key=lambda item: type_order(item[0]))
-    return [f"{type_label(t)} x{n}" for t, n in ordered]
+def _contact_lines(row: ReportRow) -> list[str]:
+    address = row.address or (row.emails[0] if row.emails else "")
+    others = [e for e in row.emails if e.lower() != address.lower()]
+    head = " ".join(
+        part for part in (row.name, f"#{row.contact_id}" if row.contact_id else "") if part
+    )
+    return [head or "(no contact found)", *([address] if address else []), *others]
 
 
-def _action_lines(row: ReportRow) -> list[str]:
-    parts = [row.action_outcome if row.action == "none" else f"{row.action} {when(row.action_at)}"]
-    if row.planned_action:
-        parts.append(f"{row.planned_action} (planned)")
-    return parts
-
-
-def _tag_lines(row: ReportRow) -> list[str]:
-    return [*row.tags, *(f"{tag} (planned)" for tag in row.planned_tags)]
+def _did_lines(row: ReportRow, report: Report) -> list[str]:
+    tags = [f"Tag: {tag}" for tag in row.tags]
+    tags += [f"Tag: {tag} (planned)" for tag in row.planned_tags]
+    return done_lines(row, report.until) + tags or ["Nothing yet"]
 
 
 def render_table(report: Report) -> Table:
-    """Cells are ``Text``, never markup, so a contact's data cannot restyle the terminal."""
-    title = f"Bounce report {when(report.since)} to {when(report.until)} UTC"
+    """The page for a person, in a terminal: contacts grouped by what they need, the same
+    words as the HTML page. Cells are ``Text``, never markup."""
+    title = f"Bounce report: {period_text(report)}"
     table = Table(title=Text(title), caption=Text(visible(summary_line(report))), show_lines=True)
-    for column in ("contact", "email", "bounces", "last bounce", "status", "action", "tags"):
+    for column in ("contact", "bounces", "what the connector did", "status", "left to do"):
         table.add_column(column)
+    grouped: dict[Group, list[ReportRow]] = {group: [] for group in Group}
     for row in report.rows:
-        table.add_row(
-            _lines([row.contact_id or "-"]),
-            _lines(row.emails),
-            _lines(_bounce_lines(row)),
-            _lines([when(row.last_bounce_at)]),
-            _lines([row.status]),
-            _lines(_action_lines(row)),
-            _lines(_tag_lines(row)),
-        )
+        grouped[row_group(row)].append(row)
+    for group, rows in grouped.items():
+        if not report.rows:
+            break
+        table.add_row(Text(f"{group.value.capitalize()} ({len(rows)})", style="bold"))
+        for row in rows:
+            status = [row.status, *([row.outcome] if row.outcome not in (None, row.status) else [])]
+            table.add_row(
+                _lines(_contact_lines(row)),
+                _lines(bounce_history(row, report.until)),
+                _lines(_did_lines(row, report)),
+                _lines([s for s in status if s]),
+                _lines([left_to_do(row)]),
+            )
     return table

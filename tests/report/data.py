@@ -153,6 +153,7 @@ def _expected_csv(row: dict[str, Any], types: list[str]) -> dict[str, str]:
         "planned_tags": "; ".join(row["planned_tags"]),
     }
     names = ("first_bounce_at", "last_bounce_at", "status", "outcome", "action", "action_outcome")
+    names += ("name", "address")
     for name in names:
         out[name] = row[name] or ""
     out["action_at"] = row["action_at"] or ""
@@ -187,20 +188,50 @@ class _Page(HTMLParser):
 
 ALLOWED_TAGS = {
     "html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "table", "thead", "tbody",
-    "tr", "th", "td", "svg", "line", "text", "rect", "div", "span", "i", "br",
+    "tr", "th", "td", "svg", "line", "text", "rect", "div", "span", "i", "b", "br", "footer", "a",
 }  # fmt: skip
 
 
 def parse_page(page: str) -> _Page:
+    """The page's own tags only; the one link kind allowed is an http(s) ``<a href>`` (a
+    contact in Keap, when ``CONNECTOR_CONTACT_URL`` is set)."""
     parser = _Page()
     parser.feed(page)
     parser.close()
     names = {tag for tag, _ in parser.tags}
     assert names <= ALLOWED_TAGS
-    for _, attrs in parser.tags:
-        assert not {"src", "href", "xlink:href", "action"} & set(attrs)
+    for tag, attrs in parser.tags:
+        assert not {"src", "xlink:href", "action", "formaction"} & set(attrs)
         assert not [a for a in attrs if a.startswith("on")]
+        if "href" in attrs:
+            assert tag == "a"
+            assert (attrs["href"] or "").startswith(("https://", "http://"))
     return parser
+
+
+def links(page: str) -> dict[str, str]:
+    """The page's contact links, by the text of each."""
+    found: dict[str, str] = {}
+
+    class _Links(HTMLParser):
+        href: str | None = None
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "a":
+                self.href = dict(attrs).get("href")
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "a":
+                self.href = None
+
+        def handle_data(self, data: str) -> None:
+            if self.href is not None:
+                found[data] = self.href
+
+    parser = _Links(convert_charrefs=True)
+    parser.feed(page)
+    parser.close()
+    return found
 
 
 def table_text(report: rpt.Report) -> str:

@@ -6,12 +6,14 @@ import json
 
 from connector import report as rpt
 from connector.bounces import BounceType
+from connector.pipeline.outcome import Outcome, Reason, SkipReason, StepKind, StepRecord, to_audit
 from tests.report.data import (
     NOW,
     WEEK,
     Db,
     by_contact,
     csv_rows,
+    links,
     parse_page,
     table_text,
 )
@@ -87,8 +89,8 @@ async def test_contacts_are_grouped_by_what_they_need(report: rpt.Report) -> Non
     assert "Sender-side (0)" in headings
     text = "".join(parsed.text)
     assert "find a new address for this contact" in text
-    assert "Opted the address out 9 Mar" in text
-    assert "Hard Bounce x3" in text
+    assert "opt_out done, 9 Mar" in text, "the outcome record's words, with the day"
+    assert "Hard Bounce x3: 4 Mar, 6 Mar, 9 Mar" in text
 
 
 async def test_a_mail_block_only_contact_is_sender_side(db: Db) -> None:
@@ -98,3 +100,84 @@ async def test_a_mail_block_only_contact_is_sender_side(db: Db) -> None:
     text = "".join(parse_page(rpt.render_html(built)).text)
     assert "Sender-side (1)" in text
     assert "blocked the sender" in text
+
+
+async def _record(db: Db, event_id: int, contact: str, record: StepRecord) -> None:
+    await db.store.write_audit(
+        to_audit(record, event_id=event_id, contact_id=contact, detail=None, dry_run=False)
+    )
+
+
+def _target(email: str, given: str | None, family: str | None) -> StepRecord:
+    after = {"email": email, "field": "EMAIL1", "evidence": "posted address"}
+    return StepRecord(
+        StepKind.TARGET,
+        "",
+        Outcome.DONE,
+        after={**after, "given_name": given, "family_name": family},
+    )
+
+
+async def test_a_contact_is_named_and_linked(db: Db) -> None:
+    event = await db.event(2, "77", "ann@example.com", BounceType.HARD_BOUNCE)
+    await db.event(1, "77", "ann@example.com", BounceType.HARD_BOUNCE)
+    await _record(db, event, "77", _target("ann@example.com", "Ann", "O'Neil <b>"))
+    await _record(db, event, "77", StepRecord(StepKind.OPT_OUT, "", Outcome.DONE))
+    await _record(db, event, "77", StepRecord(StepKind.TASK, "Find a new address", Outcome.DONE))
+    built = await rpt.build_report(db.store, WEEK, NOW)
+    row = by_contact(built)["77"]
+    assert (row.name, row.address) == ("Ann O'Neil <b>", "ann@example.com")
+    template = "https://app.example/Contact/manageContact.jsp?view=edit&ID={contact_id}"
+    page = rpt.render_html(built, contact_url=template)
+    assert links(page) == {
+        "Ann O'Neil <b>": "https://app.example/Contact/manageContact.jsp?view=edit&ID=77"
+    }
+    assert "&amp;ID=77" in page, "the link is escaped in the attribute"
+    text = "".join(parse_page(page).text)
+    assert "Hard Bounce x2: 8 Mar, 9 Mar" in text
+    assert "task 'Find a new address': done" in text
+    assert "Needs a person (1)" in text
+
+
+async def test_contact_links_are_only_http_and_ids_are_encoded(db: Db) -> None:
+    await db.event(1, "8/../x?y=1", "z@example.com", BounceType.HARD_BOUNCE)
+    built = await rpt.build_report(db.store, WEEK, NOW)
+    page = rpt.render_html(built, contact_url="https://keap.example/c/{contact_id}")
+    assert list(links(page).values()) == ["https://keap.example/c/8%2F..%2Fx%3Fy%3D1"]
+    for bad in ("javascript:alert(1)//{contact_id}", "data:text/html,{contact_id}", "no id"):
+        assert links(rpt.render_html(built, contact_url=bad)) == {}
+
+
+async def test_held_back_steps_need_a_person(db: Db) -> None:
+    for contact, reason in (("1", SkipReason.PROTECTED), ("2", SkipReason.NOT_ON_CONTACT)):
+        event = await db.event(1, contact, f"{contact}@example.com", BounceType.HARD_BOUNCE)
+        skipped = StepRecord(StepKind.OPT_OUT, "", Outcome.SKIPPED, Reason(reason))
+        await _record(db, event, contact, skipped)
+    event = await db.event(1, "3", "3@example.com", BounceType.HARD_BOUNCE)
+    await _record(db, event, "3", StepRecord(StepKind.NOTE, "", Outcome.FAILED))
+    built = await rpt.build_report(db.store, WEEK, NOW)
+    rows = by_contact(built)
+    groups = {cid: rpt.build.row_group(row) for cid, row in rows.items()}
+    assert set(groups.values()) == {rpt.build.Group.NEEDS_A_PERSON}
+    assert "Protected contact" in rpt.build.left_to_do(rows["1"])
+    assert "not on the contact" in rpt.build.left_to_do(rows["2"])
+    assert "A step failed" in rpt.build.left_to_do(rows["3"])
+    text = "".join(parse_page(rpt.render_html(built)).text)
+    assert "opt_out skipped (protected contact)" in text
+
+
+async def test_same_day_bounces_and_long_runs_stay_short(db: Db) -> None:
+    for days_ago in (6, 5.9, 5, 4, 3, 2, 1):
+        await db.event(days_ago, "9", "x@example.com", BounceType.SOFT_BOUNCE_GENERAL)
+    built = await rpt.build_report(db.store, WEEK, NOW)
+    (line,) = rpt.build.bounce_history(by_contact(built)["9"], NOW)
+    assert line == "Soft Bounce - General x7: 4 Mar (2), 5 Mar, ... 9 Mar"
+
+
+async def test_chart_labels_every_day_of_a_week(report: rpt.Report) -> None:
+    parsed = parse_page(rpt.render_html(report))
+    text = [d.strip() for d in parsed.text]
+    for day in ("Tue 3 Mar", "Wed 4 Mar", "Mon 9 Mar", "Tue 10 Mar"):
+        assert day in text
+    legend = [rpt.type_label(t) for t in report.bounce_types]
+    assert all(label in text for label in legend)

@@ -33,5 +33,7 @@ async def test_json_is_stable_and_documented(report: rpt.Report) -> None:
         "planned_tags",
         "action_outcome",
         "outcomes",
+        "name",
+        "address",
     }
     assert rpt.render_json(report) == text
