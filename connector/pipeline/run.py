@@ -113,7 +113,9 @@ class Pipeline:
             found = await self.client.find_contacts_by_email(event.email or "")
             if not found:
                 return f"skipped: no Keap contact has {mask_email(event.email or '')}"
-            return sorted(found, key=lambda c: int(c.id) if c.id.isdigit() else 0)[0]
+            return sorted(
+                found, key=lambda c: int(c.id) if c.id.isascii() and c.id.isdigit() else 0
+            )[0]
         try:
             return await self.client.get_contact(event.contact_id)
         except KeapNotFoundError:

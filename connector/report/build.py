@@ -372,7 +372,7 @@ def is_sender_side(row: ReportRow) -> bool:
 def _row_order(row: ReportRow) -> tuple[int, int, str, str]:
     """Numeric Keap ids in numeric order, then other ids, then rows without an id by address."""
     cid = row.contact_id or ""
-    numeric = cid.isdigit() and len(cid) < 19
+    numeric = cid.isascii() and cid.isdigit() and len(cid) < 19
     return (0 if row.contact_id else 1, int(cid) if numeric else 2**63, cid, ";".join(row.emails))
 
 

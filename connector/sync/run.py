@@ -134,7 +134,7 @@ def _dead_local_owner(owner: str) -> bool:
     """True when ``owner`` was a process on this host that no longer exists."""
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != socket.gethostname() or not (pid_text.isascii() and pid_text.isdigit()):
         return False
     try:
         os.kill(int(pid_text), 0)
@@ -254,7 +254,13 @@ class SyncRun:
         self.options = options
         self.progress = progress
         self.owner = owner_id()
-        self.summary = SyncSummary(dry_run=options.dry_run, plan=[] if options.dry_run else None)
+        self.summary = SyncSummary(
+            dry_run=options.dry_run, plan=[] if options.dry_run else None, limit=options.limit
+        )
+        # The events this run queued, and what the worker made of every event it took: the
+        # summary tells this run's work from the queue an earlier run (or the webhook) left.
+        self.queued_ids: set[int] = set()
+        self.outcomes: dict[int, str] = {}
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
         self.scanned = asyncio.Event()
@@ -269,6 +275,7 @@ class SyncRun:
             with self._signals():
                 await self._run()
         finally:
+            self._count_outcomes()
             if not self.options.dry_run:
                 await self.store.release_sync(SYNC_NAME, self.owner)
             self.summary.api_calls = self.client.stats.calls - self.calls_before
@@ -326,7 +333,7 @@ class SyncRun:
             contacts_scanned=s.contacts_scanned,
             addresses_listed=s.addresses_listed,
             bounced_found=s.bounced_found,
-            remediated=s.remediated,
+            remediated=sum(1 for kind in self.outcomes.values() if kind == "done"),
             api_calls=self.client.stats.calls - self.calls_before,
             elapsed_seconds=time.monotonic() - self.started,
         )
@@ -568,7 +575,10 @@ class SyncRun:
             self.progress.on_finding(row)
             return "planned"
         added = await self.store.add_event(sync_event(finding), None)
-        return "already_queued" if added.duplicate else "queued"
+        if added.duplicate:
+            return "already_queued"
+        self.queued_ids.add(added.event_id)
+        return "queued"
 
     async def _already_counted(self, finding: Finding) -> bool:
         """Whether the store already counted this bounce, by the webhook or an earlier sync.
@@ -606,9 +616,20 @@ class SyncRun:
                 await asyncio.wait_for(self.wake.wait(), timeout=1.0)
 
     def _tally(self, result: DrainResult) -> None:
-        self.summary.remediated += result.done
-        self.summary.failed += result.failed
-        self.summary.dead += result.dead
+        self.outcomes.update(result.outcomes)
+
+    def _count_outcomes(self) -> None:
+        """Split what the worker did: this run's findings (bounded by ``--limit``) apart from
+        the events queued before it (an interrupted run's findings, callbacks)."""
+        s = self.summary
+        s.remediated = s.failed = s.dead = 0
+        s.earlier_remediated = s.earlier_failed = s.earlier_dead = 0
+        names = {"done": "remediated", "failed": "failed", "dead": "dead"}
+        for event_id, kind in self.outcomes.items():
+            if kind not in names:
+                continue
+            name = names[kind] if event_id in self.queued_ids else f"earlier_{names[kind]}"
+            setattr(s, name, getattr(s, name) + 1)
 
     async def _left_queued(self) -> int:
         stats = await self.store.queue_stats()

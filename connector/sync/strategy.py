@@ -41,7 +41,7 @@ async def estimate_contacts(client: KeapClient, stop: asyncio.Event | None = Non
     )
     try:
         async for page in listing:
-            ids = [int(c.id) for c in page.items if c.id.isdigit()]
+            ids = [int(c.id) for c in page.items if c.id.isascii() and c.id.isdigit()]
             return max(ids, default=0)
     finally:
         await listing.aclose()
