@@ -273,6 +273,7 @@ async def test_oauth_not_logged_in_fails_with_login(
 async def login(settings: Settings, sandbox: RunningSandbox) -> None:
     store = await open_store(settings.connector_database_url)
     try:
+        await auth.begin_login(settings, store)
         await auth.complete_login(settings, store, sandbox.mint_code())
     finally:
         await store.close()

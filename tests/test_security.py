@@ -436,6 +436,7 @@ def test_oauth_tokens_and_client_secret_never_leak(
     issued = record_issued_tokens(sandbox, monkeypatch)
     install.env.pop("KEAP_API_KEY")
     install.env.update(sandbox.env(oauth=True))
+    assert install.run("auth", "login", "--print-url").returncode == 0
     code = sandbox.mint_code()
     assert (
         install.run("auth", "login", "--code", f"{sandbox.redirect_uri}?code={code}").returncode
@@ -504,6 +505,7 @@ async def test_tokens_never_in_repr_errors_or_raw_log_records(
     store = await open_store(settings.connector_database_url, migrate=True)
     texts: list[str] = []
     try:
+        await auth.begin_login(settings, store)
         status = await auth.complete_login(settings, store, sandbox.mint_code())
         credentials = auth.build_credentials(settings, store)
         async with KeapClient(settings, credentials) as client:

@@ -18,7 +18,15 @@ app = typer_app("OAuth2 sign-in and token state (never shows a token).")
 @app.command("login")
 def auth_login(
     code: str | None = typer.Option(
-        None, "--code", help="The code (or the whole redirect URL) Keap sent; skips the prompt."
+        None,
+        "--code",
+        help="The code (or the whole redirect URL) Keap sent for a login started here; "
+        "skips the prompt.",
+    ),
+    print_url: bool = typer.Option(
+        False,
+        "--print-url",
+        help="Start a login and only print the URL to open; finish it with --code.",
     ),
 ) -> None:
     """Authorize the connector with Keap (OAuth2 authorization-code flow)."""
@@ -27,6 +35,15 @@ def auth_login(
 
     loaded = settings()
     service.register_secrets(loaded)
+
+    if print_url:
+
+        async def start() -> str:
+            async with service.opened_store(loaded) as store:
+                return await auth.begin_login(loaded, store)
+
+        typer.echo(visible(run_async(start())))
+        return
 
     async def run() -> AuthStatus:
         async with service.opened_store(loaded) as store:

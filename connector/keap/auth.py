@@ -451,11 +451,23 @@ async def complete_login(
     adapter: BaseAdapter | None = None,
     now: Now = utcnow,
 ) -> AuthStatus:
-    """Exchange the code from ``answer`` and store the tokens; the ``state`` must match if given."""
+    """Exchange the code from ``answer`` and store the tokens.
+
+    Only for a login this installation started (``begin_login`` keeps its ``state``): a code
+    with none started could be anyone's (a login CSRF), so it is refused before Keap is asked.
+    A redirect URL's ``state`` must be the started login's; a bare code is taken as its answer.
+    """
     code, state = parse_login_answer(answer)
     register_secret(code)
     expected = await store.take_login_state()
-    if state is not None and (expected is None or not secrets.compare_digest(state, expected)):
+    if expected is None:
+        raise AuthFlowError(
+            "no login was started here (no OAuth state to check the code against): run "
+            "`connector auth "
+            "login` (or `connector auth login --print-url`) first, then pass the code or the "
+            "whole redirect URL"
+        )
+    if state is not None and not secrets.compare_digest(state, expected):
         raise AuthFlowError("the redirect URL's state does not match the login that was started")
     endpoint = TokenEndpoint(OAuthApp.from_settings(settings), adapter=adapter)
     token = await endpoint.exchange(code, now())

@@ -22,6 +22,7 @@ def oauth(connector: Connector, sandbox: RunningSandbox) -> Connector:
 
 def test_login_status_refresh_logout(oauth: Connector, sandbox: RunningSandbox) -> None:
     assert oauth.run("auth", "status").returncode == 1, "not logged in yet"
+    assert oauth.run("auth", "login", "--print-url").returncode == 0
     code = sandbox.mint_code()
     login = oauth.run("auth", "login", "--code", f"{sandbox.redirect_uri}?code={code}")
     assert login.returncode == 0, login.stderr
@@ -51,6 +52,7 @@ def test_a_wrong_state_is_refused(oauth: Connector, sandbox: RunningSandbox) -> 
 def test_worker_refreshes_an_expired_token_and_remediates(
     oauth: Connector, sandbox: RunningSandbox
 ) -> None:
+    assert oauth.run("auth", "login", "--print-url").returncode == 0
     assert oauth.run("auth", "login", "--code", sandbox.mint_code()).returncode == 0
     sandbox.expire_access_tokens()
     served = oauth.serve()
@@ -62,6 +64,7 @@ def test_worker_refreshes_an_expired_token_and_remediates(
 
 
 def test_revoked_grant_keeps_events_until_login(oauth: Connector, sandbox: RunningSandbox) -> None:
+    assert oauth.run("auth", "login", "--print-url").returncode == 0
     assert oauth.run("auth", "login", "--code", sandbox.mint_code()).returncode == 0
     sandbox.revoke_grant()
     sandbox.expire_access_tokens()
@@ -73,6 +76,7 @@ def test_revoked_grant_keeps_events_until_login(oauth: Connector, sandbox: Runni
     (event,) = oauth.events()
     assert event.status is not EventStatus.DEAD
     assert "auth login" in (event.last_error or "")
+    assert oauth.run("auth", "login", "--print-url").returncode == 0
     assert oauth.run("auth", "login", "--code", sandbox.mint_code()).returncode == 0
     (event,) = oauth.wait_until_settled(1, timeout=90)
     assert event.status is EventStatus.DONE

@@ -197,6 +197,7 @@ async def test_complete_login_accepts_a_bare_code(
     oauth_settings: Settings, server: FakeTokenServer, wall: WallClock
 ) -> None:
     store = InMemoryTokenStore()
+    await auth.begin_login(oauth_settings, store)
 
     status = await auth.complete_login(
         oauth_settings, store, f"  {server.valid_code}\n", adapter=server, now=wall
@@ -234,10 +235,10 @@ async def test_complete_login_reports_a_refused_authorization(
 async def test_complete_login_with_a_bad_code_is_an_auth_flow_error(
     oauth_settings: Settings, server: FakeTokenServer
 ) -> None:
+    store = InMemoryTokenStore()
+    await auth.begin_login(oauth_settings, store)
     with pytest.raises(AuthFlowError, match="authorization code"):
-        await auth.complete_login(
-            oauth_settings, InMemoryTokenStore(), "wrong-code", adapter=server
-        )
+        await auth.complete_login(oauth_settings, store, "wrong-code", adapter=server)
 
 
 @pytest.mark.parametrize(
@@ -514,6 +515,7 @@ async def test_secrets_never_reach_repr_logs_or_errors(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     store = InMemoryTokenStore()
+    await auth.begin_login(oauth_settings, store)
     await auth.complete_login(oauth_settings, store, server.valid_code, adapter=server, now=wall)
     credentials = manager(oauth_settings, store, server, wall)
     client = make_client(oauth_settings, credentials)

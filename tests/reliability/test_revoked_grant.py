@@ -48,6 +48,7 @@ def test_revoked_refresh_token_keeps_events_queued_until_login(
     events are carried out, each once. The worker's pause (``REAUTH_PAUSE``, 30 s) bounds how
     long the resumption may take.
     """
+    assert oauth.run("auth", "login", "--print-url").returncode == 0
     assert oauth.run("auth", "login", "--code", sandbox.mint_code()).returncode == 0
     served = oauth.serve()
     contacts = sandbox.state.contact_ids[: BEFORE + AFTER]
@@ -73,6 +74,7 @@ def test_revoked_refresh_token_keeps_events_queued_until_login(
     assert all("connector auth login" in (e.last_error or "") for e in refused)
     failures_while_revoked = sandbox.stats()["refresh_failures"]
 
+    assert oauth.run("auth", "login", "--print-url").returncode == 0
     relogin = oauth.run("auth", "login", "--code", sandbox.mint_code())
     assert relogin.returncode == 0, relogin.stderr
     logged_in = time.monotonic()

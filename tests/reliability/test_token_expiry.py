@@ -45,6 +45,7 @@ def test_tokens_expiring_every_2s_with_4_worker_processes(
     must serialise them: the sandbox's token log shows refreshes at least the endpoint's
     latency apart, and the processes share each new token instead of each refreshing its own.
     """
+    assert oauth.run("auth", "login", "--print-url").returncode == 0
     login = oauth.run("auth", "login", "--code", sandbox.mint_code())
     assert login.returncode == 0, login.stderr
     sandbox.reset_stats()
