@@ -18,7 +18,7 @@ import os
 import random
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from connector.errors import (
@@ -66,6 +66,9 @@ class DrainResult:
     dead: int = 0
     released: int = 0
     lost: int = 0  # taken over by another worker after this one's lease ran out
+    # event id -> what became of it (done/failed/dead/released/lost), so a caller can tell
+    # its own events from others (``connector sync``: this run's findings from earlier ones)
+    outcomes: dict[int, str] = field(default_factory=dict)
 
 
 Clock = Callable[[], datetime]
@@ -137,6 +140,7 @@ class Worker:
             result = await self.drain_once()
             for name in ("processed", "done", "failed", "dead", "released", "lost"):
                 setattr(total, name, getattr(total, name) + getattr(result, name))
+            total.outcomes.update(result.outcomes)
             if not result.processed or self._paused():
                 return total
 
@@ -155,13 +159,14 @@ class Worker:
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
-        for outcome in outcomes:
+        for event_id, outcome in zip(tasks, outcomes, strict=True):
             if isinstance(outcome, asyncio.CancelledError):
                 outcome = "lost"
             elif isinstance(outcome, BaseException):
                 raise outcome
             result.processed += 1
             setattr(result, outcome, getattr(result, outcome) + 1)
+            result.outcomes[event_id] = outcome
         return result
 
     async def _keep_leases(self, tasks: dict[int, asyncio.Task[str]]) -> None:

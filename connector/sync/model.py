@@ -77,9 +77,16 @@ class SyncSummary:
     already_counted: int = 0
     planned: int = 0
     episodes_ended: int = 0
+    # what became of the events this run queued (``--limit`` bounds how many it queues) ...
     remediated: int = 0
     failed: int = 0
     dead: int = 0
+    # ... and of those queued before it (an interrupted run's findings, callbacks), which the
+    # run's worker finishes too
+    earlier_remediated: int = 0
+    earlier_failed: int = 0
+    earlier_dead: int = 0
+    limit: int | None = None
     left_queued: int = 0
     api_calls: int = 0
     elapsed_seconds: float = 0.0
@@ -101,10 +108,16 @@ class SyncSummary:
             found,
         ]
         if not self.dry_run:
+            limit = "" if self.limit is None else f" of limit {self.limit}"
             lines.append(
-                f"remediated {self.remediated}, {self.failed} to retry, {self.dead} dead, "
-                f"{self.left_queued} left queued for `connector worker`"
+                f"remediated {self.remediated} new{limit}, {self.failed} to retry, "
+                f"{self.dead} dead, {self.left_queued} left queued for `connector worker`"
             )
+            if self.earlier_remediated or self.earlier_failed or self.earlier_dead:
+                lines.append(
+                    f"finished {self.earlier_remediated} queued by an earlier run or a "
+                    f"callback, {self.earlier_failed} to retry, {self.earlier_dead} dead"
+                )
         lines.append(f"{self.api_calls} Keap call(s) in {self.elapsed_seconds:.1f}s")
         return lines
 
