@@ -31,7 +31,7 @@ from connector.access_log import AccessLog, Summarised
 from connector.bounces import BounceType, parse_bounce_type
 from connector.errors import BounceTypeError, CallbackError, StoreUnavailableError
 from connector.logs import mask_email
-from connector.metrics import Metrics
+from connector.metrics import Metrics, QueueGauges
 from connector.store import NewEvent, Store
 
 log = logging.getLogger("connector.webhook")
@@ -315,7 +315,8 @@ def create_app(
 ) -> Starlette:
     """Build the app; ``on_event`` wakes an in-process worker, ``ready`` checks credentials.
 
-    ``clock`` (monotonic seconds) paces what the app does by time: log summaries.
+    ``clock`` (monotonic seconds) paces what the app does by time: log summaries and the
+    queue gauges' refresh.
     """
     secret = config.secret.encode("utf-8")
     not_stored = Summarised(log, "callbacks not stored (503)", level=logging.ERROR, clock=clock)
@@ -391,11 +392,10 @@ def create_app(
             return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ready"})
 
+    queue_gauges = QueueGauges(store.queue_stats, metrics, clock=clock)
+
     async def metrics_view(_: Request) -> Response:
-        try:
-            metrics.observe_queue(await store.queue_stats())
-        except StoreUnavailableError:
-            log.warning("metrics: the store did not answer; queue gauges are stale")
+        await queue_gauges.scrape()  # cached; refreshed in the background, never per scrape
         if keap_stats is not None:
             metrics.observe_keap(*keap_stats())
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
