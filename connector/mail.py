@@ -170,8 +170,14 @@ def send(
         raise MailError(
             f"the SMTP server {server.where} answered {exc.smtp_code} {reply}"
         ) from None
+    except ssl.SSLCertVerificationError as exc:
+        raise MailError(
+            f"TLS with the SMTP server {server.where} failed: certificate verify failed "
+            f"({exc.verify_message})",
+            hint="the server's certificate is not trusted by this machine or is for another name",
+        ) from None
     except ssl.SSLError as exc:
-        reason = getattr(exc, "verify_message", None) or exc.reason or type(exc).__name__
+        reason = exc.reason or type(exc).__name__
         raise MailError(
             f"TLS with the SMTP server {server.where} failed: {reason}",
             hint="check CONNECTOR_SMTP_SECURITY (starttls on 587, tls on 465) and the certificate",

@@ -209,9 +209,9 @@ def parse_page(page: str) -> _Page:
     return parser
 
 
-def links(page: str) -> dict[str, str]:
-    """The page's contact links, by the text of each."""
-    found: dict[str, str] = {}
+def links(page: str) -> list[tuple[str, str]]:
+    """The page's links: (text, href) in page order."""
+    found: list[tuple[str, str]] = []
 
     class _Links(HTMLParser):
         href: str | None = None
@@ -226,7 +226,7 @@ def links(page: str) -> dict[str, str]:
 
         def handle_data(self, data: str) -> None:
             if self.href is not None:
-                found[data] = self.href
+                found.append((data, self.href))
 
     parser = _Links(convert_charrefs=True)
     parser.feed(page)
