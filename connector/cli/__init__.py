@@ -11,7 +11,8 @@ server (``tests/cli/test_imports.py``):
 - :mod:`~connector.cli.serve` (serve, worker), :mod:`~connector.cli.sync` (and ``sync_view``),
   :mod:`~connector.cli.auth`, :mod:`~connector.cli.policy`, :mod:`~connector.cli.events`
   (events, audit, undo), :mod:`~connector.cli.report`, :mod:`~connector.cli.db`,
-  :mod:`~connector.cli.doctor`, :mod:`~connector.cli.sandbox` (sandbox, demo).
+  :mod:`~connector.cli.doctor`, :mod:`~connector.cli.sandbox` (sandbox, demo),
+  :mod:`~connector.cli.triggers` (the Keap setup sheet).
 
 Nothing here decides policy or talks to Keap directly.
 """
@@ -21,7 +22,18 @@ from __future__ import annotations
 import typer
 
 from connector import __version__
-from connector.cli import auth, db, doctor, events, policy, report, sandbox, serve, sync
+from connector.cli import (
+    auth,
+    db,
+    doctor,
+    events,
+    policy,
+    report,
+    sandbox,
+    serve,
+    sync,
+    triggers,
+)
 from connector.cli.base import typer_app, warn_unknown_settings
 
 app = typer_app("Keeps Keap contact lists clean when email bounces.")
@@ -60,4 +72,5 @@ app.command("doctor")(doctor.doctor_command)
 app.command()(sync.sync)
 app.command()(sandbox.sandbox)
 app.command()(report.report)
+app.command()(triggers.triggers)
 app.command()(sandbox.demo)
