@@ -21,6 +21,9 @@ class OAuthToken:
     expires_at: datetime
     scope: str = ""
     token_type: str = "bearer"
+    # When Keap issued this pair (the refresh token's birth); ``None`` when not known. Keap
+    # lets a refresh token die after 45 days unused, so its age says when to renew it.
+    issued_at: datetime | None = None
 
     def expires_within(self, margin: timedelta, now: datetime) -> bool:
         return self.expires_at - margin <= now

@@ -18,7 +18,7 @@ import os
 import random
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from connector.errors import (
@@ -40,6 +40,9 @@ __all__ = ["DrainResult", "Worker", "WorkerOptions", "needs_engagement"]
 log = logging.getLogger("connector.worker")
 
 REAUTH_PAUSE = timedelta(seconds=10)
+# How often the loop asks the credentials to renew what would die unused (an OAuth refresh
+# token nearing Keap's 45 days): the check itself is a timestamp comparison.
+KEEP_ALIVE_EVERY = timedelta(minutes=10)
 STORE_RETRY_SECONDS = 2.0
 
 
@@ -72,6 +75,9 @@ class DrainResult:
 
 
 Clock = Callable[[], datetime]
+# The policy to plan the next event with: a fixed ``Policy``, or a callable asked before each
+# event (``connector.policy.reload.PolicyHolder``: the file reread when it changes).
+PolicySource = Policy | Callable[[], Policy]
 
 
 def _utcnow() -> datetime:
@@ -83,7 +89,7 @@ class Worker:
         self,
         store: Store,
         client: KeapClient,
-        policy: Policy,
+        policy: PolicySource,
         metrics: Metrics,
         options: WorkerOptions,
         *,
@@ -95,14 +101,17 @@ class Worker:
         self._options = options
         self._owner = owner or default_owner()
         self._clock = clock
+        self._policy = policy if callable(policy) else (lambda: policy)
         self._pipeline = Pipeline(
             store,
             client,
-            policy,
+            self._policy(),
             Executor(store, client, TagBatcher(client), metrics, options.dry_run),
         )
+        self._client = client
         self._paused_until: datetime | None = None
         self._reauth_logged = False
+        self._next_keep_alive: datetime | None = None
 
     # --- loops ------------------------------------------------------------------------------
 
@@ -146,6 +155,7 @@ class Worker:
 
     async def drain_once(self) -> DrainResult:
         result = DrainResult()
+        await self._keep_credentials_alive()
         if self._paused():
             return result
         events = await self._store.claim_events(
@@ -168,6 +178,18 @@ class Worker:
             setattr(result, outcome, getattr(result, outcome) + 1)
             result.outcomes[event_id] = outcome
         return result
+
+    async def _keep_credentials_alive(self) -> None:
+        """Renew the OAuth refresh token before Keap lets it die, even with no event queued."""
+        now = self._clock()
+        if self._next_keep_alive is not None and now < self._next_keep_alive:
+            return
+        self._next_keep_alive = now + KEEP_ALIVE_EVERY
+        try:
+            if await self._client.keep_credentials_alive():
+                log.info("renewed the Keap refresh token ahead of its 45-day expiry")
+        except ConnectorError as exc:
+            log.warning("could not renew the Keap credentials ahead of expiry: %s", exc)
 
     async def _keep_leases(self, tasks: dict[int, asyncio.Task[str]]) -> None:
         """Renews the leases of the events still being worked on, every third of a lease.
@@ -203,6 +225,9 @@ class Worker:
 
     async def process(self, event: Event) -> str:
         """Carry one event through; returns the outcome kind (done/failed/dead/released)."""
+        policy = self._policy()
+        if policy is not self._pipeline.policy:
+            self._pipeline = replace(self._pipeline, policy=policy)
         try:
             finished = await self._pipeline.run(event)
         except ReauthRequiredError as exc:

@@ -60,7 +60,7 @@ def auth_login(
 
 @app.command("status")
 def auth_status() -> None:
-    """Show the credential mode and token expiry."""
+    """Show the credential mode, token expiry and the refresh token's age."""
     from connector import service
     from connector.keap import auth
 
@@ -76,6 +76,8 @@ def auth_status() -> None:
     typer.echo(visible(status.summary))
     if status.scope:
         typer.echo(f"scope: {visible(status.scope)}")
+    if status.refresh_line:
+        typer.echo(visible(status.refresh_line))
     if not status.logged_in or status.expired:
         raise typer.Exit(1)
 

@@ -53,6 +53,10 @@ SCOPE = "full"
 MAX_REFRESH_MARGIN = timedelta(minutes=5)
 REFRESH_MARGIN_FRACTION = 0.1
 DEFAULT_TOKEN_LIFETIME = timedelta(hours=24)
+# Keap lets a refresh token die after 45 days unused (keap-api.md 1.1); Keap staff suggest
+# refreshing any token older than about 30 days, bounce or no bounce.
+REFRESH_TOKEN_MAX_AGE = timedelta(days=30)
+ZERO = timedelta(0)
 LOGIN_HINT = "run `connector auth login` to sign in to Keap again"
 
 for _name in ("requests_oauthlib", "oauthlib"):
@@ -81,6 +85,10 @@ class Credentials(Protocol):
         """Keap answered 401 to a request sent with ``sent``; ``True`` if a resend may work."""
         ...
 
+    async def keep_alive(self) -> bool:
+        """Renew what would expire while unused (an old refresh token); ``True`` if it did."""
+        ...
+
 
 class ApiKeyAuth:
     """A personal access token or service account key; Keap never expires these on its own."""
@@ -98,6 +106,9 @@ class ApiKeyAuth:
         return {API_KEY_HEADER: self._key.get_secret_value()}
 
     async def on_unauthorized(self, sent: Mapping[str, str]) -> bool:
+        return False
+
+    async def keep_alive(self) -> bool:
         return False
 
 
@@ -294,6 +305,7 @@ def token_from_response(
         expires_at=now + lifetime,
         scope=" ".join(scope) if isinstance(scope, list) else str(scope or ""),
         token_type=str(raw.get("token_type", "bearer")),
+        issued_at=now,
     )
 
 
@@ -338,12 +350,25 @@ class OAuthManager:
     async def force_refresh(self) -> OAuthToken:
         return await self._refresh(unless_replaced=None)
 
+    async def keep_alive(self) -> bool:
+        """Refresh when the refresh token is ``REFRESH_TOKEN_MAX_AGE`` old, used or not.
+
+        Called by the worker's loop whether or not events arrive; cheap when there is nothing
+        to do (the cached token's age), and single-flight like every refresh.
+        """
+        token = self._token or await self._load()
+        if not self._aged(token):
+            return False
+        refreshed = await self._refresh(unless_replaced=token.access_token.get_secret_value())
+        return refreshed is not token
+
     async def _refresh(self, *, unless_replaced: str | None) -> OAuthToken:
         """Refresh, unless the stored token differs from ``unless_replaced`` and is fresh."""
         async with self._lock, self._store.refresh_lock():
             current = await self._load()
             replaced = current.access_token.get_secret_value() != unless_replaced
-            if unless_replaced is not None and replaced and not self._expiring(current):
+            fresh_enough = not self._expiring(current) and not self._aged(current)
+            if unless_replaced is not None and replaced and fresh_enough:
                 return current
             fresh = await self._endpoint.refresh(current, self._now())
             await self._store.save_token(fresh)
@@ -363,6 +388,10 @@ class OAuthManager:
         if lifetime is not None:
             self._lifetime = (token.expires_at, lifetime)
         return token
+
+    def _aged(self, token: OAuthToken) -> bool:
+        issued = token.issued_at
+        return issued is not None and self._now() - issued >= REFRESH_TOKEN_MAX_AGE
 
     def _expiring(self, token: OAuthToken) -> bool:
         now = self._now()
@@ -407,6 +436,7 @@ class AuthStatus:
     expires_at: datetime | None = None
     expired: bool = False
     scope: str = ""
+    refresh_token_age: timedelta | None = None
 
     @property
     def summary(self) -> str:
@@ -416,6 +446,20 @@ class AuthStatus:
             return f"not logged in; {LOGIN_HINT}"
         state = "expired" if self.expired else "valid"
         return f"OAuth2 access token {state} until {self.expires_at:%Y-%m-%d %H:%M:%S %Z}"
+
+    @property
+    def refresh_line(self) -> str:
+        """The refresh token's age (never the token); empty without OAuth2 tokens."""
+        age = self.refresh_token_age
+        if self.mode != "oauth" or not self.logged_in:
+            return ""
+        if age is None:
+            return "refresh token age unknown"
+        days = age.days
+        return (
+            f"refresh token {days} day{'' if days == 1 else 's'} old (Keap drops it after 45 days "
+            f"unused; the worker renews it at {REFRESH_TOKEN_MAX_AGE.days})"
+        )
 
 
 async def begin_login(settings: Settings, store: TokenStore) -> str:
@@ -515,4 +559,5 @@ def _status_of(token: OAuthToken, now: datetime) -> AuthStatus:
         expires_at=token.expires_at,
         expired=token.expires_at <= now,
         scope=token.scope,
+        refresh_token_age=None if token.issued_at is None else max(now - token.issued_at, ZERO),
     )

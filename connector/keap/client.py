@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +48,8 @@ from connector.keap.models import (
 from connector.keap.retry import RateLimiter, RetryPolicy, keap_error, shared_limiter
 
 logger = logging.getLogger(__name__)
+
+MISSING_TAG_RECHECK = 600.0
 
 DEFAULT_CONTACT_FIELDS: tuple[str, ...] = (
     "id",
@@ -162,6 +165,7 @@ class KeapClient:
         self.stats = ClientStats()
         self._tags: dict[tuple[str, str | None], Tag] = {}
         self._tag_lock = asyncio.Lock()
+        self._missing_tags: dict[str, float] = {}  # name -> monotonic time it was not found
         self._user_id: str | None = settings.keap_user_id
         self._user_lock = asyncio.Lock()
 
@@ -181,6 +185,10 @@ class KeapClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    async def keep_credentials_alive(self) -> bool:
+        """Renew credentials that would die unused (a refresh token near Keap's 45 days)."""
+        return await self._credentials.keep_alive()
 
     # --- contacts -------------------------------------------------------------------------
 
@@ -286,6 +294,32 @@ class KeapClient:
             if key not in self._tags:
                 self._tags[key] = await self._find_or_create_tag(name, category_name)
             return self._tags[key]
+
+    async def tag_ids_named(self, names: Sequence[str]) -> set[str]:
+        """The ids of the tags with these names that exist in Keap; never creates a tag.
+
+        Found ids are cached for the client's life (like ``find_or_create_tag``); a name Keap
+        does not have is looked up again after ``MISSING_TAG_RECHECK`` seconds, so a protect tag
+        an admin creates later is honoured without a restart. One call per name, then none.
+        """
+        found: set[str] = set()
+        async with self._tag_lock:
+            for name in names:
+                cached = self._tags.get((name, None))
+                if cached is not None:
+                    found.add(cached.id)
+                    continue
+                missed = self._missing_tags.get(name)
+                if missed is not None and time.monotonic() - missed < MISSING_TAG_RECHECK:
+                    continue
+                tags = await self._list_named("/tags", name, "tags", Tag)
+                if tags:
+                    self._tags[(name, None)] = tags[0]
+                    self._missing_tags.pop(name, None)
+                    found.add(tags[0].id)
+                else:
+                    self._missing_tags[name] = time.monotonic()
+        return found
 
     async def forget_tag(self, name: str, stale_id: str, category_name: str | None = None) -> None:
         """Drop the cached tag ``name`` if it still has ``stale_id`` (Keap answered 404 for it:

@@ -112,7 +112,7 @@ GET_AUDIT: LiteralString = SELECT_AUDIT + "WHERE id = ?"
 MARK_UNDONE: LiteralString = "UPDATE audit SET undone_at = ? WHERE id = ?"
 
 LOAD_TOKEN: LiteralString = (
-    "SELECT access_token, refresh_token, expires_at, scope, token_type "
+    "SELECT access_token, refresh_token, expires_at, scope, token_type, updated_at "
     "FROM oauth_tokens WHERE id = 1"
 )
 SAVE_TOKEN: LiteralString = (
@@ -257,6 +257,7 @@ def token_from_row(row: Row) -> OAuthToken:
         expires_at=datetime.fromtimestamp(row[2], UTC),
         scope=row[3],
         token_type=row[4],
+        issued_at=datetime.fromtimestamp(row[5], UTC),
     )
 
 
@@ -267,7 +268,7 @@ def token_params(token: OAuthToken, now: float) -> tuple[Any, ...]:
         token.expires_at.timestamp(),
         token.scope,
         token.token_type,
-        now,
+        token.issued_at.timestamp() if token.issued_at is not None else now,
     )
 
 
