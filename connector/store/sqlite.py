@@ -7,6 +7,14 @@ is answered before the commit that holds its write. A failed operation rolls bac
 savepoint; a failed commit fails every operation of the batch, so nothing is acknowledged that
 was not stored.
 
+The file is the store only while it is the file at the configured path: one deleted, moved or
+replaced under a running process (a restore, a clean-up script) would take every later write
+with it, acknowledged and then gone at the next start. So before and after every batch the writer
+thread compares the path's ``(st_dev, st_ino)`` with the file it opened (one ``stat``, about a
+microsecond, against the batch's fsync): when they differ the batch fails as unavailable (the
+webhook answers 503, ``/readyz`` fails), an error is logged once, and the store works again
+if the same file comes back.
+
 Other processes (``serve``, ``worker``, ``sync``) open the same file; SQLite's own locking with a
 busy timeout serialises them, and OAuth refreshes are serialised with an ``flock`` on a lock file
 beside the database.
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import queue
 import sqlite3
@@ -62,6 +71,8 @@ __all__ = ["Clock", "SQLiteStore", "sqlite_path"]
 T = TypeVar("T")
 Params = Sequence[Any] | Mapping[str, Any]
 
+log = logging.getLogger("connector.store")
+
 _BATCH_LIMIT = 512
 _BUSY_TIMEOUT_MS = 15_000
 _KEYS_PER_STATEMENT = 500  # well under SQLite's bound-parameter limit
@@ -99,6 +110,8 @@ class SQLiteStore(SQLStore):
         self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._lock_path = path.with_name(path.name + ".refresh.lock")
         self._conn = self._connect()
+        self._identity = self._file_identity()
+        self._lost: str | None = None
         self._thread = threading.Thread(target=self._serve, name="sqlite-store", daemon=True)
         self._thread.start()
 
@@ -121,6 +134,38 @@ class SQLiteStore(SQLStore):
                 f"cannot open the SQLite store {self._path}: {exc}"
             ) from None
         return conn
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _file_problem(self) -> StoreUnavailableError | None:
+        """Unavailable unless the file at the path is still the one this store opened.
+
+        The message names no path (it reaches ``/readyz``); the log line, once, does.
+        """
+        identity = self._file_identity()
+        if identity is not None and identity == self._identity:
+            if self._lost is not None:
+                log.warning("the SQLite store's file is back at %s; writes resume", self._path)
+                self._lost = None
+            return None
+        what = "deleted or moved away" if identity is None else "replaced by another file"
+        if self._lost != what:
+            log.error(
+                "the SQLite store's file %s was %s while this process had it open; nothing is "
+                "stored or acknowledged until the same file is back or the process restarts",
+                self._path,
+                what,
+            )
+            self._lost = what
+        return StoreUnavailableError(
+            f"the SQLite store's file was {what} after this process opened it",
+            hint="restore it, or restart so the process opens the file now at its path",
+        )
 
     def _serve(self) -> None:
         stopping = False
@@ -148,10 +193,15 @@ class SQLiteStore(SQLStore):
         transaction is rolled back and the batch is run again with a savepoint per operation,
         so the failure is reported to its own caller and the others still commit.
         """
+        lost = self._file_problem()
+        if lost is not None:  # write nothing into a file no restart will open
+            self._finish(batch, lost)
+            return
         error = self._attempt(batch, isolate=False)
         if error is None and any(op.outcome[1] is not None for op in batch):
             error = self._attempt(batch, isolate=True)
-        self._finish(batch, error)
+        # After the commit too: what it wrote is acknowledged only if a restart would find it.
+        self._finish(batch, error or self._file_problem())
 
     def _attempt(self, batch: list[_Op], *, isolate: bool) -> BaseException | None:
         conn = self._conn
