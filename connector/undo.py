@@ -1,9 +1,10 @@
 """Reversing what the connector did, where Keap allows it; the undo is itself a step on record.
 
 A blanked address is put back in the field it was removed from, from the value the audit log
-kept. An opt-out is not reversed: Keap lets the API re-opt-in an address only from a few manual
-statuses, never from a bounce status, and mailing an address that bounced hurts the sender's
-reputation; a human must decide that in Keap itself.
+kept; a promotion is reversed by moving the bounced address back into EMAIL1. An opt-out is not
+reversed: Keap lets the API re-opt-in an address only from a few manual statuses, never from a
+bounce status, and mailing an address that bounced hurts the sender's reputation; a human must
+decide that in Keap itself.
 
 Every undo writes an ``undo`` step into the undone action's event (``undo:ACTION_ID``), so the
 audit log, ``events show`` and the report all show it beside the step it reversed.
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 from connector.errors import InputError
 from connector.keap.client import KeapClient
+from connector.keap.models import EmailAddress, EmailField
 from connector.logs import mask_email
+from connector.pipeline.executor import swapped
 from connector.pipeline.outcome import Outcome, StepKind, StepRecord, from_audit, to_audit
 from connector.pipeline.target import same_address
 from connector.store import AuditEntry, Store
@@ -26,6 +29,8 @@ async def undo(store: Store, client: KeapClient, action_id: int) -> str:
         raise InputError(f"no action {action_id}", hint="see `connector audit`")
     step = from_audit(entry)
     _check(step, entry, action_id)
+    if step.kind is StepKind.PROMOTE:
+        return await _demote(store, client, entry, step)
     return await _restore(store, client, entry, step)
 
 
@@ -41,10 +46,10 @@ def _check(step: StepRecord, entry: AuditEntry, action_id: int) -> None:
             "back in",
             hint="if the address is good again, opt it in by hand in Keap (contact > email status)",
         )
-    if step.kind is not StepKind.BLANK_EMAIL:
+    if step.kind not in (StepKind.BLANK_EMAIL, StepKind.PROMOTE):
         raise InputError(
-            f"action {action_id} is a {step.kind.value} step; only a blanked address can be "
-            "undone here",
+            f"action {action_id} is a {step.kind.value} step; only a blanked or promoted "
+            "address can be undone here",
             hint="remove tags, notes or tasks in Keap if they are unwanted",
         )
 
@@ -68,6 +73,36 @@ async def _restore(store: Store, client: KeapClient, entry: AuditEntry, step: St
     await client.replace_email_addresses(entry.contact_id, [*keep, (email, field)])
     await _record(store, entry, email, field, "restored")
     return f"restored {mask_email(email)} to {field} of contact {entry.contact_id}"
+
+
+async def _demote(store: Store, client: KeapClient, entry: AuditEntry, step: StepRecord) -> str:
+    """Put a promoted contact's addresses back where they were: the bounced one in EMAIL1."""
+    old = step.before or {}
+    bounced, spare = old.get("email") or "", old.get("spare") or ""
+    field = old.get("spare_field") or ""
+    if not (bounced and spare and field):
+        raise InputError(f"action {entry.id} did not record the addresses it moved")
+    contact = await client.get_contact(entry.contact_id)
+    first, moved = contact.in_field(EmailField.EMAIL1), contact.in_field(field)
+    if holds(first, bounced) and holds(moved, spare):
+        await _record(store, entry, bounced, EmailField.EMAIL1.value, "already back")
+        return f"EMAIL1 of contact {entry.contact_id} already holds {mask_email(bounced)}"
+    if not (holds(first, spare) and holds(moved, bounced)):
+        raise InputError(
+            f"the addresses of contact {entry.contact_id} changed since the promotion; "
+            "not moving them",
+            hint="put them back by hand in Keap; the audit log has both",
+        )
+    await client.replace_email_addresses(entry.contact_id, swapped(contact, field))
+    await _record(store, entry, bounced, EmailField.EMAIL1.value, "restored")
+    return (
+        f"restored {mask_email(bounced)} to EMAIL1 and {mask_email(spare)} to {field} of "
+        f"contact {entry.contact_id}"
+    )
+
+
+def holds(address: EmailAddress | None, email: str) -> bool:
+    return address is not None and same_address(address.email, email)
 
 
 async def _record(store: Store, entry: AuditEntry, email: str, field: str, how: str) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from connector.errors import KeapNotFoundError
 from connector.keap.client import KeapClient
+from connector.keap.models import WRITABLE_EMAIL_FIELDS, Contact, EmailField
 from connector.metrics import Metrics
 from connector.pipeline.outcome import (
     Outcome,
@@ -28,9 +29,26 @@ from connector.pipeline.outcome import (
 )
 from connector.pipeline.plan import PlannedStep, StepPlan, target_record
 from connector.pipeline.tags import TagBatcher
-from connector.pipeline.target import held
+from connector.pipeline.target import held, same_address
 from connector.pipeline.text import keap_line, keap_text, note_text
 from connector.store import Event, Store
+
+
+def swapped(contact: Contact, field: str) -> list[tuple[str, str]]:
+    """The contact's addresses with EMAIL1 and ``field`` exchanged (promote, and its undo)."""
+    first = contact.in_field(EmailField.EMAIL1)
+    other = contact.in_field(field)
+    keep: list[tuple[str, str]] = []
+    for address in contact.email_addresses:
+        if not address.email or address.field not in WRITABLE_EMAIL_FIELDS:
+            continue
+        if first is not None and other is not None and address.field == EmailField.EMAIL1:
+            keep.append((other.email, EmailField.EMAIL1.value))
+        elif first is not None and other is not None and address.field == field:
+            keep.append((first.email, field))
+        else:
+            keep.append((address.email, address.field))
+    return keep
 
 
 def event_marker(event_id: int) -> str:
@@ -82,7 +100,7 @@ class _Run:
     async def all_steps(self) -> None:
         steps = self.plan.steps
         for step in steps:
-            if step.kind in (StepKind.TARGET, StepKind.OPT_OUT, StepKind.BLANK_EMAIL):
+            if step.kind is StepKind.TARGET or step.kind.destructive:
                 await self.step(step)
         tagging = [s for s in steps if s.kind in (StepKind.TAG_ADD, StepKind.TAG_REMOVE)]
         await asyncio.gather(*(self.step(step) for step in tagging))
@@ -117,6 +135,10 @@ class _Run:
                 "field": address.field,
                 "status": address.email_opt_status,
             }
+        if step.kind is StepKind.PROMOTE and step.subject:
+            spare = self.plan.target.contact.in_field(step.subject)
+            before = {**(before or {}), "spare": spare.email if spare else None}
+            before["spare_field"] = step.subject
         return StepRecord(
             kind=step.kind, subject=step.subject, outcome=Outcome.PENDING, before=before
         )
@@ -210,6 +232,8 @@ class _Run:
     def unique(self, step: PlannedStep) -> tuple[Write, Exists]:
         if step.kind is StepKind.BLANK_EMAIL:
             return self.blank, self.blanked
+        if step.kind is StepKind.PROMOTE:
+            return self.promote(step.subject), self.promoted(step.subject)
         if step.kind is StepKind.NOTE:
             return self.note(step), self.note_exists
         index = self.task_titles().index(step.subject)
@@ -230,9 +254,37 @@ class _Run:
         target = self.plan.target
         return held(target.contact, target.address.email) is None
 
+    def promote(self, spare_field: str) -> Write:
+        """The spare address into EMAIL1 and the bounced one into the spare's field: both stay
+        on the contact, and the opt-out step that follows keeps the bounced one from mail."""
+
+        async def write() -> Values:
+            target = self.plan.target
+            spare = target.contact.in_field(spare_field)
+            assert spare is not None  # planned only when the field holds a marketable address
+            keep = swapped(target.contact, spare_field)
+            await self.executor.client.replace_email_addresses(target.contact.id, keep)
+            return {"email": spare.email, "field": "EMAIL1", "moved_to": spare_field}
+
+        return write
+
+    def promoted(self, spare_field: str) -> Exists:
+        async def exists() -> bool:
+            """The contact was read in this attempt: the bounced address already in the spare's
+            field means the swap went through."""
+            moved = self.plan.target.contact.in_field(spare_field)
+            bounced = self.plan.target.address.email
+            return moved is not None and same_address(moved.email, bounced)
+
+        return exists
+
     def note(self, step: PlannedStep) -> Write:
         async def write() -> Values:
-            destructive = next((r for r in self.done.values() if r.kind.destructive), None)
+            order = [s.kind for s in self.plan.steps]
+            destructive = sorted(
+                (r for r in self.done.values() if r.kind.destructive and r.kind in order),
+                key=lambda r: order.index(r.kind),
+            )
             text = note_text(self.plan, destructive)
             note = await self.executor.client.create_note(
                 self.plan.target.contact.id,

@@ -22,6 +22,7 @@ class StepKind(StrEnum):
 
     TARGET = "target"
     OPT_OUT = "opt_out"
+    PROMOTE = "promote"
     BLANK_EMAIL = "blank_email"
     TAG_ADD = "tag_add"
     TAG_REMOVE = "tag_remove"
@@ -32,14 +33,14 @@ class StepKind(StrEnum):
     @property
     def destructive(self) -> bool:
         """Steps that need evidence that this address bounced (DESIGN 1a)."""
-        return self in (StepKind.OPT_OUT, StepKind.BLANK_EMAIL)
+        return self in (StepKind.OPT_OUT, StepKind.PROMOTE, StepKind.BLANK_EMAIL)
 
     @property
     def severity(self) -> int:
         return _SEVERITY.get(self, 0)
 
 
-_SEVERITY = {StepKind.OPT_OUT: 1, StepKind.BLANK_EMAIL: 2}
+_SEVERITY = {StepKind.OPT_OUT: 1, StepKind.PROMOTE: 2, StepKind.BLANK_EMAIL: 3}
 
 
 class Outcome(StrEnum):
@@ -63,6 +64,8 @@ class SkipReason(StrEnum):
     NOT_TAGGED = "the contact does not have the tag"
     SAME_EPISODE = "already written for this address and bounce episode"
     ADDRESS_GONE = "the address is no longer on the contact"
+    NO_SPARE = "no marketable address in EMAIL2 or EMAIL3 to promote; opted out instead"
+    NOT_PRIMARY = "the bounced address is not EMAIL1; opted out instead"
 
     def text(self, detail: str = "") -> str:
         return self.value.format(detail=detail)
@@ -137,6 +140,7 @@ class StepRecord:
         titles = {
             StepKind.TARGET: f"address {where}",
             StepKind.OPT_OUT: f"opt out {masked}",
+            StepKind.PROMOTE: f"promote {_spare(self)} over {masked}",
             StepKind.BLANK_EMAIL: f"blank {where}",
             StepKind.TAG_ADD: f"add tag '{self.subject}'",
             StepKind.TAG_REMOVE: f"remove tag '{self.subject}'",
@@ -152,6 +156,12 @@ def _address(record: StepRecord) -> str | None:
         if values and values.get("email"):
             return values["email"]
     return None
+
+
+def _spare(record: StepRecord) -> str:
+    spare = (record.before or {}).get("spare")
+    field = (record.before or {}).get("spare_field") or record.subject or "a spare address"
+    return f"{field} {mask_email(spare)}" if spare else field
 
 
 def step_key(kind: StepKind, subject: str) -> str:

@@ -10,11 +10,11 @@ and task are written once per address and bounce episode (DESIGN 1b).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from connector.bounces import BounceType
-from connector.keap.models import EmailAddress, EmailStatus
+from connector.keap.models import EmailAddress, EmailField, EmailStatus
 from connector.pipeline.outcome import Outcome, Reason, SkipReason, StepKind, StepRecord
 from connector.pipeline.target import Target, same_address
 from connector.policy import Action, BounceEvent, ContactView, Plan, Policy, Strike, decide
@@ -84,14 +84,13 @@ class PlanInput:
     last_open_time: datetime | None = None
     last_click_time: datetime | None = None
     past: Sequence[PastEvent] = ()
+    protected: bool = False  # the contact carries one of the policy's protect_tags
 
 
 def plan_steps(given: PlanInput) -> StepPlan:
     plan = decide(given.policy, _event(given), _view(given), given.strikes)
     steps: list[PlannedStep] = [PlannedStep(StepKind.TARGET)]
-    destructive = _destructive(plan, given.target)
-    if destructive is not None:
-        steps.append(destructive)
+    steps += _destructive(plan, given.target, given.protected)
     steps += [PlannedStep(StepKind.TAG_ADD, tag) for tag in plan.add_tags]
     steps += [PlannedStep(StepKind.TAG_REMOVE, tag) for tag in plan.remove_tags]
     written = _episode_writes(given)
@@ -111,18 +110,51 @@ def _same_episode() -> Reason:
     return Reason(SkipReason.SAME_EPISODE)
 
 
-def _destructive(plan: Plan, target: Target) -> PlannedStep | None:
-    kinds = {Action.OPT_OUT: StepKind.OPT_OUT, Action.BLANK_EMAIL: StepKind.BLANK_EMAIL}
-    kind = kinds.get(plan.action)
-    if kind is None:
-        return None
-    subject = target.address.field if kind is StepKind.BLANK_EMAIL else ""
+def _destructive(plan: Plan, target: Target, protected: bool) -> list[PlannedStep]:
+    """The steps that change the address, each with the skip the evidence already decides."""
+    if plan.action is Action.NONE:
+        return []
+    if plan.action is Action.BLANK_EMAIL:
+        steps = [PlannedStep(StepKind.BLANK_EMAIL, target.address.field)]
+    elif plan.action is Action.PROMOTE:
+        steps = [_promotion(target), PlannedStep(StepKind.OPT_OUT)]
+    else:
+        steps = [PlannedStep(StepKind.OPT_OUT)]
+    blocker = _blocker(target, protected)
+    if blocker is not None:
+        return [replace(step, skip=step.skip or blocker) for step in steps]
+    if marketable(target.address) is False:
+        status = Reason(SkipReason.ALREADY_NON_MARKETABLE, target.address.email_opt_status or "")
+        steps = [replace(s, skip=status) if s.kind is StepKind.OPT_OUT else s for s in steps]
+    return steps
+
+
+def _blocker(target: Target, protected: bool) -> Reason | None:
+    """Why no step may change this address at all, whatever the step."""
     if not target.on_contact:
-        return PlannedStep(kind, subject, Reason(SkipReason.NOT_ON_CONTACT))
-    status = target.address.email_opt_status
-    if kind is StepKind.OPT_OUT and marketable(target.address) is False:
-        return PlannedStep(kind, subject, Reason(SkipReason.ALREADY_NON_MARKETABLE, status or ""))
-    return PlannedStep(kind, subject)
+        return Reason(SkipReason.NOT_ON_CONTACT)
+    if protected:
+        return Reason(SkipReason.PROTECTED)
+    return None
+
+
+def _promotion(target: Target) -> PlannedStep:
+    """Promote: the next marketable address (EMAIL2, then EMAIL3) into EMAIL1, when EMAIL1 is
+    the one that bounced; otherwise the rule is an opt-out, and the skip says why."""
+    if target.address.field != EmailField.EMAIL1:
+        return PlannedStep(StepKind.PROMOTE, "", Reason(SkipReason.NOT_PRIMARY))
+    spare = spare_address(target)
+    if spare is None:
+        return PlannedStep(StepKind.PROMOTE, "", Reason(SkipReason.NO_SPARE))
+    return PlannedStep(StepKind.PROMOTE, spare.field)
+
+
+def spare_address(target: Target) -> EmailAddress | None:
+    for field in (EmailField.EMAIL2, EmailField.EMAIL3):
+        found = target.contact.in_field(field)
+        if found is not None and found.email and marketable(found) is True:
+            return found
+    return None
 
 
 def _episode_writes(given: PlanInput) -> dict[tuple[StepKind, str], set[int]]:

@@ -65,6 +65,7 @@ class Pipeline:
                 last_open_time=status.last_open_time if status else None,
                 last_click_time=status.last_click_time if status else None,
                 past=await self.past(event, found.contact.id),
+                protected=await protected(self.client, self.policy, found.contact),
             )
         )
         return Finished(tuple(await self.executor.execute(event, plan)))
@@ -134,6 +135,15 @@ class Pipeline:
 
     async def past(self, event: Event, contact_id: str) -> list[PastEvent]:
         return await past_events(self.store, contact_id, but=event.id)
+
+
+async def protected(client: KeapClient, policy: Policy, contact: Contact) -> bool:
+    """Whether the contact carries a ``protect_tags`` tag. The contact read already holds its
+    tag ids (same call); only the tags' ids are looked up, once per name per process."""
+    names = policy.settings.protect_tags
+    if not names or not contact.tag_ids:
+        return False
+    return bool(await client.tag_ids_named(names) & set(contact.tag_ids))
 
 
 async def past_events(store: Store, contact_id: str, but: int | None = None) -> list[PastEvent]:

@@ -14,7 +14,7 @@ from connector.pipeline.outcome import Outcome, StepKind, StepRecord
 from connector.pipeline.plan import StepPlan
 from connector.text import plain, plain_lines
 
-_VERB = {StepKind.OPT_OUT: "opt out", StepKind.BLANK_EMAIL: "remove"}
+_VERB = {StepKind.OPT_OUT: "opt out", StepKind.BLANK_EMAIL: "remove", StepKind.PROMOTE: "promote"}
 
 
 def action_sentence(plan: StepPlan, step: StepRecord | None) -> list[str]:
@@ -24,10 +24,16 @@ def action_sentence(plan: StepPlan, step: StepRecord | None) -> list[str]:
     if step is None:
         return [f"No change to the address {email}."]
     if step.outcome is Outcome.DONE:
+        spare = (step.before or {}).get("spare") or ""
+        moved = (step.before or {}).get("spare_field") or ""
         done = {
             StepKind.OPT_OUT: f"Opted out the address {email} (rule {rule}).",
             StepKind.BLANK_EMAIL: (
                 f"Removed the address {email} from {plan.target.address.field} (rule {rule})."
+            ),
+            StepKind.PROMOTE: (
+                f"Made {spare} the primary address (EMAIL1); the bounced address {email} "
+                f"moved to {moved} (rule {rule})."
             ),
         }
         return [done[step.kind], f"Old address: {email}"]
@@ -36,11 +42,14 @@ def action_sentence(plan: StepPlan, step: StepRecord | None) -> list[str]:
     return [f"Did not {verb} the address {email} (rule {rule}){why}."]
 
 
-def note_text(plan: StepPlan, destructive: StepRecord | None) -> str:
-    """The policy's account of the bounce with the outcome line put in as its second line."""
+def note_text(plan: StepPlan, destructive: list[StepRecord]) -> str:
+    """The policy's account of the bounce with the outcome lines put in after its first line."""
     facts = (plan.policy_plan.note or "").split("\n") if plan.policy_plan.note else []
     head, rest = facts[:1], facts[1:]
-    return keap_text("\n".join([*head, *action_sentence(plan, destructive), *rest]))
+    lines = [line for step in destructive for line in action_sentence(plan, step)]
+    if not destructive:
+        lines = action_sentence(plan, None)
+    return keap_text("\n".join([*head, *dict.fromkeys(lines), *rest]))
 
 
 def keap_line(value: str) -> str:

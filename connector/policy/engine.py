@@ -37,15 +37,16 @@ def decide(
 ) -> Plan:
     """Plan the remediation of one bounce. Pure: no I/O, and time comes only from the arguments.
 
-    A rule applies when the event's bounce type is one of its types and its count matches its
-    ``when``. Every applying rule contributes its tags, tasks and note; the action is the most
-    severe among them, decided by the first (lowest-numbered) rule with that severity. See
+    A rule applies when the event's bounce type is one of its types, the address's domain is
+    one its ``domains`` / ``exclude_domains`` admit, and its count matches its ``when``. Every
+    applying rule contributes its tags, tasks and note; the action is the most severe among
+    them, decided by the first (lowest-numbered) rule with that severity. See
     :func:`count_strikes` for how a rule counts.
     """
     engaged = last_engagement(contact)
     matches: list[_Match] = []
     for rule in policy.rules:
-        if event.bounce_type in rule.bounce_types:
+        if event.bounce_type in rule.bounce_types and rule.covers(event.email):
             count, used_keap = _count(rule, event, history, engaged)
             if rule.when.matches(count):
                 matches.append(_Match(rule, count, used_keap))

@@ -95,7 +95,11 @@ def _validate(text: str, source: str) -> tuple[Policy | None, list[str]]:
     problems += _conflicts(rules)
     policy = Policy(
         rules=tuple(rules),
-        settings=PolicySettings(shape.settings.dedupe_window, shape.settings.note_title),
+        settings=PolicySettings(
+            shape.settings.dedupe_window,
+            shape.settings.note_title,
+            shape.settings.protect_tags,
+        ),
         status_map=MappingProxyType(shape.sync.status_map),
         source=source,
     )
@@ -154,6 +158,8 @@ def _rule(position: int, shape: RuleShape) -> Rule:
         within=shape.within,
         reset_on_engagement=shape.reset_on_engagement,
         tasks=shape.task,
+        domains=shape.domains,
+        exclude_domains=shape.exclude_domains,
     )
 
 

@@ -26,6 +26,7 @@ class Action(StrEnum):
 
     NONE = "none"
     OPT_OUT = "opt_out"
+    PROMOTE = "promote"
     BLANK_EMAIL = "blank_email"
 
     @property
@@ -33,7 +34,8 @@ class Action(StrEnum):
         return _SEVERITY[self]
 
 
-_SEVERITY = {Action.NONE: 0, Action.OPT_OUT: 1, Action.BLANK_EMAIL: 2}
+# DESIGN 7a: blank_email > promote > opt_out > none.
+_SEVERITY = {Action.NONE: 0, Action.OPT_OUT: 1, Action.PROMOTE: 2, Action.BLANK_EMAIL: 3}
 
 
 @dataclass(frozen=True)
@@ -76,10 +78,19 @@ class Rule:
     within: timedelta | None = None
     reset_on_engagement: bool = False
     tasks: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()  # empty: every domain
+    exclude_domains: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
         return f"rule {self.index} ({'/'.join(self.bounce_types)})"
+
+    def covers(self, email: str) -> bool:
+        """Whether the rule's ``domains`` / ``exclude_domains`` admit the address."""
+        domain = address_domain(email)
+        if any(domain_matches(p, domain) for p in self.exclude_domains):
+            return False
+        return not self.domains or any(domain_matches(p, domain) for p in self.domains)
 
     @property
     def counts_all_time(self) -> bool:
@@ -91,6 +102,27 @@ class Rule:
 class PolicySettings:
     dedupe_window: timedelta = timedelta(minutes=10)
     note_title: str = "Bounce remediation"
+    protect_tags: tuple[str, ...] = ()
+
+
+def address_domain(email: str) -> str:
+    """The domain a rule's ``domains`` compare with: lower case, internationalised names in
+    their ASCII (punycode) form, so ``münchen.de`` and ``xn--mnchen-3ya.de`` are one domain."""
+    domain = email.rpartition("@")[2].strip().rstrip(".").lower()
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
+
+
+def domain_matches(pattern: str, domain: str) -> bool:
+    """``*`` is every domain, ``*.edu`` any domain under ``edu`` (not ``edu`` itself), else
+    the exact domain; both sides already in :func:`address_domain` form."""
+    if pattern == "*":
+        return True
+    if pattern.startswith("*."):
+        return domain.endswith(pattern[1:])
+    return domain == pattern
 
 
 DEFAULT_STATUS_MAP: Mapping[str, BounceType] = {

@@ -17,7 +17,13 @@ from pydantic import BaseModel, ConfigDict, PlainValidator
 from connector.bounces import VALID_TYPES_TEXT, BounceType, parse_bounce_type
 from connector.durations import parse_duration
 from connector.errors import BounceTypeError
-from connector.policy.model import DEFAULT_STATUS_MAP, Action, PolicySettings, When
+from connector.policy.model import (
+    DEFAULT_STATUS_MAP,
+    Action,
+    PolicySettings,
+    When,
+    address_domain,
+)
 
 MAX_COUNT = 1_000_000
 
@@ -106,6 +112,22 @@ def _v_tasks(value: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(tasks))
 
 
+def _v_domains(value: object) -> tuple[str, ...]:
+    """Exact domains, ``*.suffix`` or ``*``; stored as :func:`address_domain` spells them."""
+    found: list[str] = []
+    for item in _strings(value, "domains"):
+        text = item.strip().lower().rstrip(".")
+        wild = text.startswith("*.")
+        name = text[2:] if wild else text
+        if text != "*" and ("@" in name or not _DOMAIN.fullmatch(address_domain(f"x@{name}"))):
+            raise ValueError(f"{item!r} is not a domain; use 'example.com', '*.example.com' or '*'")
+        found.append(text if text == "*" else ("*." if wild else "") + address_domain(f"x@{name}"))
+    return tuple(dict.fromkeys(found))
+
+
+_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}", re.A)
+
+
 def _v_action(value: object) -> Action:
     text = _string(value, "the action")
     try:
@@ -192,11 +214,14 @@ class RuleShape(_Strict):
     within: Annotated[timedelta | None, PlainValidator(_v_within)] = None
     reset_on_engagement: bool = False
     task: Annotated[tuple[str, ...], PlainValidator(_v_tasks)] = ()
+    domains: Annotated[tuple[str, ...], PlainValidator(_v_domains)] = ()
+    exclude_domains: Annotated[tuple[str, ...], PlainValidator(_v_domains)] = ()
 
 
 class _SettingsIn(_Strict):
     dedupe_window: Annotated[timedelta, PlainValidator(_v_dedupe)] = PolicySettings.dedupe_window
     note_title: Annotated[str, PlainValidator(_v_title)] = PolicySettings.note_title
+    protect_tags: Annotated[tuple[str, ...], PlainValidator(_v_tags)] = ()
 
 
 class _SyncIn(_Strict):

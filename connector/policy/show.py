@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from connector.bounces import BounceType
 from connector.durations import format_duration
-from connector.policy.model import Action, Policy
+from connector.policy.model import Action, Policy, Rule
 
 RULE_COLUMNS = (
     "rule",
@@ -21,6 +21,7 @@ RULE_COLUMNS = (
     "remove tags",
     "note",
     "tasks",
+    "domains",
 )
 
 
@@ -41,12 +42,20 @@ def effective_rules(policy: Policy) -> list[dict[str, str]]:
                     ", ".join(rule.remove_tags),
                     "yes" if rule.note else "",
                     "; ".join(rule.tasks),
+                    _domains(rule),
                 ),
                 strict=True,
             )
         )
         for rule in policy.rules
     ]
+
+
+def _domains(rule: Rule) -> str:
+    shown = ", ".join(rule.domains) if rule.domains else ("all" if rule.exclude_domains else "")
+    if rule.exclude_domains:
+        shown += f"; not {', '.join(rule.exclude_domains)}"
+    return shown
 
 
 def policy_summary(policy: Policy) -> str:
@@ -56,7 +65,12 @@ def policy_summary(policy: Policy) -> str:
         f"{policy.source}: {len(policy.rules)} rule(s); dedupe window "
         f"{format_duration(settings.dedupe_window)}; note title {settings.note_title!r}",
     ]
-    for action in (Action.OPT_OUT, Action.BLANK_EMAIL):
+    if settings.protect_tags:
+        lines.append(
+            f"protected (never opted out, blanked or promoted): contacts tagged "
+            f"{', '.join(repr(t) for t in settings.protect_tags)}"
+        )
+    for action in (Action.OPT_OUT, Action.PROMOTE, Action.BLANK_EMAIL):
         acting = [rule.name for rule in policy.rules if rule.action is action]
         lines.append(f"{action.value}: {', '.join(acting) if acting else 'never'}")
     covered = {bounce for rule in policy.rules for bounce in rule.bounce_types}

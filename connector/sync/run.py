@@ -44,7 +44,7 @@ from connector.config import Settings
 from connector.errors import InputError, SyncRefusedError
 from connector.pipeline.outcome import StepKind
 from connector.pipeline.plan import PlanInput, StepPlan, plan_steps
-from connector.pipeline.run import past_events
+from connector.pipeline.run import past_events, protected
 from connector.pipeline.target import Evidence, Target, pick
 from connector.policy import Policy, Strike
 from connector.service import Runtime, runtime
@@ -173,7 +173,9 @@ class LogProgress:
 # --- the planning a dry run shows ---------------------------------------------------------------
 
 
-async def plan_finding(store: Store, policy: Policy, finding: Finding) -> StepPlan:
+async def plan_finding(
+    store: Store, policy: Policy, finding: Finding, *, protect: bool = False
+) -> StepPlan:
     """What the worker would do with ``finding`` (dry run only): the worker's own planning.
 
     The same ``pipeline.plan.plan_steps`` from the same inputs (strikes, engagement, the
@@ -195,6 +197,7 @@ async def plan_finding(store: Store, policy: Policy, finding: Finding) -> StepPl
             last_open_time=status.last_open_time if status else None,
             last_click_time=status.last_click_time if status else None,
             past=await past_events(store, finding.contact.id),
+            protected=protect,
         )
     )
 
@@ -570,7 +573,9 @@ class SyncRun:
         if await self._already_counted(finding):
             return "already_counted"
         if self.summary.plan is not None:
-            row = plan_row(finding, await plan_finding(self.store, self.policy, finding))
+            shielded = await protected(self.client, self.policy, finding.contact)
+            plan = await plan_finding(self.store, self.policy, finding, protect=shielded)
+            row = plan_row(finding, plan)
             self.summary.plan.append(row)
             self.progress.on_finding(row)
             return "planned"

@@ -279,6 +279,7 @@ def test_effective_rules_and_summary() -> None:
         "remove tags": "",
         "note": "yes",
         "tasks": "t",
+        "domains": "",
     }
     summary = policy_summary(policy)
     assert "test.toml: 1 rule(s)" in summary
