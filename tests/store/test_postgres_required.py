@@ -1,9 +1,12 @@
-"""``.ci/run`` cannot pass without PostgreSQL: these tests make that guarantee explicit.
+"""No run passes without PostgreSQL, and none needs one started beforehand: these tests show it.
 
-The PostgreSQL half of the suite comes from the ``database_url`` / ``postgres_url`` fixtures. If
-the server is down they error (``pytest.fail`` in ``postgres_server``), never skip, so the run
-fails. Here: the server the tests use answers, the PostgreSQL variants are really collected, and
-a run pointed at a dead server ends in errors, not skips.
+The PostgreSQL half of the suite comes from the ``database_url`` / ``postgres_url`` fixtures, on
+the server of ``postgres_server``: ``TEST_POSTGRES_URL`` when set, else a throwaway server the
+suite starts itself (``tests/throwaway_postgres.py``). If that server is down or cannot start,
+the tests error (``pytest.fail``), never skip, so the run fails. Here: the server the tests use
+answers, the PostgreSQL variants are really collected, a run with ``TEST_POSTGRES_URL`` unset
+starts its own server and removes it at the end, and a run pointed at a dead server ends in
+errors, not skips.
 """
 
 from __future__ import annotations
@@ -15,18 +18,20 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 
 ROOT = Path(__file__).parents[2]
 DEAD_SERVER = "postgresql://postgres@127.0.0.1:1/test"
 
 
 def nested_pytest(
-    *args: str, env: dict[str, str] | None = None
+    *args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in unset}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        env={**environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -57,3 +62,21 @@ def test_a_dead_server_makes_the_run_fail_not_skip() -> None:
     assert re.search(r"\b1 error\b", summary), summary
     assert "skipped" not in summary
     assert "is not reachable" in result.stdout
+
+
+def test_without_test_postgres_url_the_suite_starts_and_removes_a_server_of_its_own() -> None:
+    node = "tests/store/test_postgres_required.py::test_the_postgresql_server_of_the_tests_answers"
+    result = nested_pytest(node, unset=("TEST_POSTGRES_URL",))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"\b1 passed\b", result.stdout.strip().splitlines()[-1])
+    used = re.search(
+        r"postgresql: throwaway server .* at 127\.0\.0\.1:(\d+)/\S+ in (\S+), "
+        r"started in [\d.]+ s, (.+)",
+        result.stdout,
+    )
+    assert used is not None, result.stdout
+    port, directory, end = int(used[1]), Path(used[2]), used[3]
+    assert end == "stopped and deleted"
+    assert not directory.exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", connect_timeout=2)
