@@ -38,10 +38,11 @@ from connector.report.build import (
 if TYPE_CHECKING:
     import jinja2
 
+# One clearly different colour per bounce type, in Keap's order (a week shows a few at most).
 _PALETTE = (
-    "#c0392b", "#e67e22", "#f1c40f", "#8e44ad", "#2980b9", "#16a085", "#27ae60", "#7f8c8d",
-    "#d35400", "#2c3e50", "#e84393", "#00cec9", "#6c5ce7", "#fdcb6e", "#b33939", "#218c74",
-    "#474787", "#cc8e35",
+    "#d62728", "#ff7f0e", "#bcbd22", "#8c564b", "#1f77b4", "#17becf", "#aec7e8", "#393b79",
+    "#7f7f7f", "#c7c7c7", "#e377c2", "#f7b6d2", "#9467bd", "#5b2c6f", "#c5b0d5", "#e7ba52",
+    "#98df8a", "#637939",
 )  # fmt: skip
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _WIDTH, _HEIGHT, _LEFT, _BOTTOM, _TOP, _RIGHT = 1100, 250, 44, 36, 18, 10
@@ -81,6 +82,7 @@ def render_html(report: Report, *, contact_url: str | None = None) -> str:
         title=f"Bounce report: {period}",
         period=period,
         summary=summary_line(report),
+        headline=f"{report.totals.bounces} bounce(s) from {report.totals.contacts} contact(s)",
         counts=[(name, anchor, len(rows)) for name, anchor, rows in groups],
         chart=_chart(report) if report.rows else None,
         legend=[(type_color(t), type_label(t)) for t in report.bounce_types],
