@@ -122,7 +122,7 @@ def _destructive(plan: Plan, target: Target, protected: bool) -> list[PlannedSte
         steps = [PlannedStep(StepKind.OPT_OUT)]
     blocker = _blocker(target, protected)
     if blocker is not None:
-        return [replace(step, skip=step.skip or blocker) for step in steps]
+        return [replace(step, skip=blocker) for step in steps]
     if marketable(target.address) is False:
         status = Reason(SkipReason.ALREADY_NON_MARKETABLE, target.address.email_opt_status or "")
         steps = [replace(s, skip=status) if s.kind is StepKind.OPT_OUT else s for s in steps]
