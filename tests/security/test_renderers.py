@@ -79,7 +79,7 @@ def test_every_renderer_reads_back_and_never_raises(text: str) -> None:
 
     [[cell]] = list(csv.reader(io.StringIO(csv_text(["v"], [[text]]), newline="")))[1:]
     assert cell == csv_safe(text)
-    assert cell.removeprefix("'") == text
+    assert cell in (text, "'" + text), "the text itself, or its formula-escaped form"
 
     parser = _Text()
     parser.feed(str(escape(_clean(text))))
