@@ -220,7 +220,12 @@ def _check_policy(settings: Settings) -> Check:
     try:
         policy = load_policy(path)
     except ConnectorError as exc:
-        return _failed("policy", _reason(exc), f"run `connector policy check {path}`")
+        return _failed(
+            "policy",
+            _reason(exc),
+            f"run `connector policy check {path}`; a running `serve` keeps the rules it read "
+            "before until the file loads again",
+        )
     return _passed("policy", f"{path}: {len(policy.rules)} rule(s)")
 
 

@@ -27,7 +27,8 @@ from connector.keap.client import KeapClient
 from connector.keap.pacing import SharedRateLimiter
 from connector.logs import register_secret
 from connector.metrics import Metrics
-from connector.policy import Policy, load_policy
+from connector.policy import Policy
+from connector.policy.reload import POLL_SECONDS, PolicyHolder
 from connector.store import Store, open_store
 from connector.webhook import WebhookConfig, create_app
 from connector.worker import DrainResult, Worker, WorkerOptions
@@ -75,10 +76,15 @@ async def opened_store(
 class Runtime:
     settings: Settings
     store: Store
-    policy: Policy
+    policies: PolicyHolder  # the policy file, reread when it changes (serve, worker)
     client: KeapClient
     credentials: ApiKeyAuth | OAuthManager
     metrics: Metrics
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force now (``sync`` plans a whole run with the one it starts with)."""
+        return self.policies.current
 
     def worker(self, *, dry_run: bool | None = None) -> Worker:
         settings = self.settings
@@ -88,7 +94,7 @@ class Runtime:
             dry_run=settings.connector_dry_run if dry_run is None else dry_run,
             lease=timedelta(seconds=settings.connector_lease_seconds),
         )
-        return Worker(self.store, self.client, self.policy, self.metrics, options)
+        return Worker(self.store, self.client, self.policies, self.metrics, options)
 
 
 @asynccontextmanager
@@ -102,13 +108,13 @@ async def runtime(settings: Settings, *, create_if_empty: bool = True) -> AsyncI
     is nothing to undo in a new store, so it should say so rather than create one.
     """
     register_secrets(settings)
-    policy = load_policy(settings.connector_policy_file)
+    policies = PolicyHolder(settings.connector_policy_file)
     async with opened_store(settings, create_if_empty=create_if_empty) as store:
         credentials = build_credentials(settings, store)
         # Keap's ceiling is per credential across every process, so pace through the store.
         limiter = SharedRateLimiter(settings.requests_per_second, store)
         async with KeapClient(settings, credentials, limiter=limiter) as client:
-            yield Runtime(settings, store, policy, client, credentials, Metrics())
+            yield Runtime(settings, store, policies, client, credentials, Metrics())
 
 
 class _Server(uvicorn.Server):
@@ -124,6 +130,24 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+
+
+def _reload_on_sighup(policies: PolicyHolder) -> None:
+    def reread() -> None:
+        log.info("SIGHUP: rereading %s", policies.path.name)
+        policies.reload()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reread)
+
+
+async def watch_policy(policies: PolicyHolder, stop: asyncio.Event) -> None:
+    """Reread the policy file when it changes (a ``stat`` every few seconds) until ``stop``;
+    the worker also checks before each event, this keeps ``/readyz`` current when idle."""
+    while not stop.is_set():
+        policies.check()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), POLL_SECONDS)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -199,6 +223,7 @@ async def _serve(
             rt.store,
             rt.metrics,
             ready=lambda: _credentials_problem(rt),
+            policy=rt.policies,
             on_event=wake.set,
             keap_stats=lambda: (rt.client.stats.calls, rt.client.stats.retries),
         )
@@ -212,10 +237,14 @@ async def _serve(
             )
         )
         _stop_on_signals(stop)
+        _reload_on_sighup(rt.policies)
         if announce is not None:
             host, port = sock.getsockname()[:2]
             announce(webhook_url(host, port))
-        tasks = [asyncio.create_task(server.serve(sockets=[sock]), name="webhook")]
+        tasks = [
+            asyncio.create_task(server.serve(sockets=[sock]), name="webhook"),
+            asyncio.create_task(watch_policy(rt.policies, stop), name="policy"),
+        ]
         if with_worker:
             tasks.append(asyncio.create_task(rt.worker().run(stop, wake), name="worker"))
         await _until_stopped(stop, server, tasks)
@@ -249,7 +278,11 @@ async def work(settings: Settings, *, once: bool, dry_run: bool | None = None) -
             return await worker.drain()
         stop = asyncio.Event()
         _stop_on_signals(stop)
+        _reload_on_sighup(rt.policies)
+        watcher = asyncio.create_task(watch_policy(rt.policies, stop), name="policy")
         await worker.run(stop)
+        stop.set()
+        await watcher
         return DrainResult()
 
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from email_validator import EmailNotValidError, validate_email
@@ -33,6 +33,9 @@ from connector.errors import BounceTypeError, CallbackError, StoreUnavailableErr
 from connector.logs import mask_email
 from connector.metrics import Metrics, QueueGauges
 from connector.store import NewEvent, Store
+
+if TYPE_CHECKING:
+    from connector.policy.reload import PolicyHolder
 
 log = logging.getLogger("connector.webhook")
 
@@ -309,11 +312,16 @@ def create_app(
     metrics: Metrics,
     *,
     ready: Callable[[], Any] | None = None,
+    policy: PolicyHolder | None = None,
     on_event: Callable[[], None] | None = None,
     keap_stats: Callable[[], tuple[int, int]] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Starlette:
     """Build the app; ``on_event`` wakes an in-process worker, ``ready`` checks credentials.
+
+    ``policy``: the reloadable policy file; its ``dedupe_window`` replaces the config's, and a
+    new file that did not load shows in ``/readyz`` as ``"policy": "error: ..."`` (still ready:
+    the rules read before stay in force).
 
     ``clock`` (monotonic seconds) paces what the app does by time: log summaries and the
     queue gauges' refresh.
@@ -349,9 +357,12 @@ def create_app(
             return _error(400, "the body could not be read")
         return await _store(callback)
 
+    def _dedupe_window() -> timedelta:
+        return config.dedupe_window if policy is None else policy.current.settings.dedupe_window
+
     async def _store(callback: Callback) -> Response:
         try:
-            added = await store.add_event(callback.to_event(), config.dedupe_window)
+            added = await store.add_event(callback.to_event(), _dedupe_window())
         except StoreUnavailableError as exc:
             not_stored.note(
                 exc.message, "callback NOT stored, answering 503 so it is not lost: %s", exc
@@ -388,9 +399,14 @@ def create_app(
             problem = await ready()
             if problem:
                 problems.append(f"keap: {problem}")
+        shown: dict[str, Any] = {}
+        if policy is not None and policy.problem is not None:
+            shown["policy"] = policy.problem
         if problems:
-            return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
-        return JSONResponse({"status": "ready"})
+            return JSONResponse(
+                {"status": "not ready", "problems": problems, **shown}, status_code=503
+            )
+        return JSONResponse({"status": "ready", **shown})
 
     queue_gauges = QueueGauges(store.queue_stats, metrics, clock=clock)
 
