@@ -214,6 +214,7 @@ async def _serve(
 ) -> None:
     async with runtime(settings) as rt:
         stop, wake = asyncio.Event(), asyncio.Event()
+        worker = rt.worker() if with_worker else None
         app = create_app(
             WebhookConfig(
                 secret=secret,
@@ -222,7 +223,7 @@ async def _serve(
             ),
             rt.store,
             rt.metrics,
-            ready=lambda: _credentials_problem(rt),
+            ready=lambda: _credentials_problem(rt, worker),
             policy=rt.policies,
             on_event=wake.set,
             keap_stats=lambda: (rt.client.stats.calls, rt.client.stats.retries),
@@ -245,8 +246,8 @@ async def _serve(
             asyncio.create_task(server.serve(sockets=[sock]), name="webhook"),
             asyncio.create_task(watch_policy(rt.policies, stop), name="policy"),
         ]
-        if with_worker:
-            tasks.append(asyncio.create_task(rt.worker().run(stop, wake), name="worker"))
+        if worker is not None:
+            tasks.append(asyncio.create_task(worker.run(stop, wake), name="worker"))
         await _until_stopped(stop, server, tasks)
 
 
@@ -264,7 +265,10 @@ async def _until_stopped(
             raise task.exception()  # type: ignore[misc]
 
 
-async def _credentials_problem(rt: Runtime) -> str | None:
+async def _credentials_problem(rt: Runtime, worker: Worker | None = None) -> str | None:
+    """What keeps Keap's credentials from being usable (DESIGN 6), in words with no secret."""
+    if worker is not None and worker.credentials_refused:
+        return "Keap refuses the stored credentials: run `connector auth login`"
     if isinstance(rt.credentials, ApiKeyAuth):
         return None
     token = await rt.store.load_token()

@@ -111,6 +111,9 @@ class Worker:
         self._client = client
         self._paused_until: datetime | None = None
         self._reauth_logged = False
+        # Set while Keap refuses our credentials (revoked, expired grant), until an event is
+        # done again: ``/readyz`` reports it (DESIGN 6, "Keap credentials usable").
+        self.credentials_refused = False
         self._next_keep_alive: datetime | None = None
 
     # --- loops ------------------------------------------------------------------------------
@@ -240,12 +243,14 @@ class Worker:
         await self._store.complete_event(event.id, finished.text)
         self._metrics.events_finished.labels(status="done").inc()
         self._reauth_logged = False
+        self.credentials_refused = False
         log.info("event %s done: %s", event.id, finished.text)
         return "done"
 
     async def _release(self, event: Event, exc: ReauthRequiredError) -> str:
         retry_at = self._clock() + REAUTH_PAUSE
         self._paused_until = retry_at
+        self.credentials_refused = True
         await self._store.release_event(event.id, str(exc), retry_at)
         if not self._reauth_logged:
             log.error("Keap refused our credentials; events stay queued: %s", exc)

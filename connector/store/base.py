@@ -17,7 +17,11 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from connector.errors import StoreUnavailableError
 from connector.oauth_token import OAuthToken
+
+READINESS_PROBE = "_readiness_probe"
+"""The sync checkpoint ``readiness`` writes (empty): a real commit, and no sync's name."""
 
 Clock = Callable[[], float]
 """The store's clock: epoch seconds. Injected so tests can move time by hand."""
@@ -167,6 +171,32 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Raise ``StoreUnavailableError`` unless the store answers a trivial query."""
+
+    async def readiness(self) -> tuple[str, str] | None:
+        """Why this store cannot take a callback now, or None (DESIGN 6, ``/readyz``).
+
+        Ready means: the database is the one this process opened (the same SQLite file, the
+        same PostgreSQL database and schema), it answers, and it takes a committed write (a
+        full disk, a read-only file or server fail here). Returns ``(reason, detail)``: the
+        reason is fixed words that name no host, port, path or database and may be shown to
+        anyone; the detail is for the log.
+        """
+        problem = await self._identity_problem()
+        if problem is not None:
+            return "not the database this process opened", problem
+        try:
+            await self.ping()
+        except StoreUnavailableError as exc:
+            return "not reachable", str(exc)
+        try:
+            await self.save_checkpoint(READINESS_PROBE, "")
+        except StoreUnavailableError as exc:
+            return "not writable", str(exc)
+        return None
+
+    async def _identity_problem(self) -> str | None:
+        """What says the database is no longer the one opened; backends that can tell, do."""
+        return None
 
     # --- events -----------------------------------------------------------------------------
 

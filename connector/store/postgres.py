@@ -101,6 +101,12 @@ _DUE: LiteralString = (
 
 _BATCH_LIMIT = 512
 
+_IDENTITY: LiteralString = (
+    "SELECT d.oid, n.oid FROM pg_catalog.pg_database d "
+    "LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = current_schema() "
+    "WHERE d.datname = current_database()"
+)
+
 # Store a batch of events with distinct dedupe keys and one dedupe cutoff, in one statement.
 # ``batch`` draws each event's id up front. ``claimed`` upserts the dedupe rows in key order (so
 # two writers' batches lock shared keys in the same order and cannot deadlock): a key seen
@@ -268,6 +274,7 @@ class PostgresStore(SQLStore):
             timeout=timeout,
             name="connector-store",
         )
+        self._identity: tuple[Any, ...] | None = None
         self._adds: asyncio.Queue[_Add | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -287,7 +294,26 @@ class PostgresStore(SQLStore):
         except _UNAVAILABLE as exc:
             await store._pool.close()
             raise store._unavailable(exc) from None
+        store._identity = await store._database_identity()
         return store
+
+    async def _database_identity(self) -> tuple[Any, ...] | None:
+        """The opened database and schema by their object ids: a database dropped and made
+        again, or a name now pointing at another server, has others."""
+        row = await self._one(_IDENTITY, write=False)
+        return None if row is None else tuple(row)
+
+    async def _identity_problem(self) -> str | None:
+        try:
+            now = await self._database_identity()
+        except StoreUnavailableError:
+            return None  # unreachable: ``readiness`` says so next
+        if self._identity is None or None in self._identity:  # no schema yet at start
+            self._identity = now
+            return None
+        if now == self._identity:
+            return None
+        return "the database or schema at the configured URL is not the one opened at start"
 
     async def _configure(self, conn: Conn) -> None:
         """Every pooled connection: durable commits, text PostgreSQL can hold, and the store's
@@ -388,7 +414,8 @@ class PostgresStore(SQLStore):
                     for_dialect(RECORD_MIGRATION, self.dialect), (migration.name, self._clock())
                 )
                 applied.append(migration.name)
-            return applied
+        self._identity = await self._database_identity()  # the schema may be new
+        return applied
 
     async def migration_status(self) -> list[MigrationState]:
         async with self._transaction() as conn:

@@ -324,6 +324,10 @@ class SQLiteStore(SQLStore):
     async def ping(self) -> None:
         await self._one("SELECT 1", write=False)
 
+    async def _identity_problem(self) -> str | None:
+        problem = self._file_problem()
+        return None if problem is None else str(problem)
+
     # --- events -----------------------------------------------------------------------------
 
     async def add_event(self, event: NewEvent, dedupe_window: timedelta | None) -> AddResult:
