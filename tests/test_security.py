@@ -53,9 +53,10 @@ JSON_TYPE = {"content-type": "application/json"}
 # `connector` exactly as installed, but with every log level at DEBUG (no setting exists for it).
 DEBUG_CONNECTOR = """
 import logging, sys
+import connector.logs as logs
 import connector.cli as cli
-configure = cli.configure
-cli.configure = lambda fmt="text", level=logging.INFO: configure(fmt, logging.DEBUG)
+configure = logs.configure
+logs.configure = lambda log_format="text", level=logging.INFO: configure(log_format, logging.DEBUG)
 cli.main()
 """
 
@@ -223,13 +224,12 @@ async def test_very_long_values_are_400_with_a_short_reason(
     assert len(reply.content) < 1000, "the reason must not echo the value"
 
 
-async def test_a_very_long_email_is_dropped_not_stored_as_an_address(
-    hook: AppClient, store: Store
-) -> None:
+async def test_a_very_long_email_is_refused_not_stored(hook: AppClient, store: Store) -> None:
+    """DESIGN 1a: a posted email that is not an address is a 400, never "no address"."""
     reply = await post(hook(), f"contactId=1&Email={'a' * 30_000}@example.com")
-    assert reply.status_code == 202
-    (event,) = await store.list_events()
-    assert event.email is None
+    assert reply.status_code == 400
+    assert "not an email address" in reply.json()["error"]
+    assert await store.list_events() == []
 
 
 @pytest.mark.parametrize(

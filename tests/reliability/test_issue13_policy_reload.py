@@ -46,9 +46,7 @@ async def test_item12_a_changed_policy_file_is_used_for_the_next_event(
 ) -> None:
     path = tmp_path / "policy.toml"
     write(path, RULE.format(tag="Rule A"))
-    worker = Worker(
-        harness.store, harness.client, PolicyHolder(path), Metrics(), WorkerOptions()
-    )
+    worker = Worker(harness.store, harness.client, PolicyHolder(path), Metrics(), WorkerOptions())
     first = harness.contact("first@example.com")
     await harness.event(first, "hard_bounce", "first@example.com")
     await worker.drain()
@@ -129,7 +127,8 @@ def test_item12_sighup_rereads_the_policy_of_a_running_serve(connector: Connecto
         if shown:
             break
         time.sleep(0.05)
-    assert shown is not None and shown.startswith("error: policy.toml: ")
+    assert shown is not None
+    assert shown.startswith("error: policy.toml: ")
     assert served.process.poll() is None, "SIGHUP must not stop serve"
     served.stop()
     log = served.log.read_text()

@@ -181,3 +181,18 @@ async def test_chart_labels_every_day_of_a_week(report: rpt.Report) -> None:
         assert day in text
     legend = [rpt.type_label(t) for t in report.bounce_types]
     assert all(label in text for label in legend)
+
+
+async def test_the_worker_records_the_name_the_report_shows(db: Db) -> None:
+    from connector.keap.models import Contact, EmailAddress
+    from connector.pipeline.plan import target_record
+    from connector.pipeline.target import pick
+
+    address = EmailAddress(email="kim@example.com", field="EMAIL1")
+    contact = Contact(id="31", given_name="Kim", family_name="Nguyen", email_addresses=[address])
+    target = pick(contact, "kim@example.com")
+    assert target is not None
+    event = await db.event(1, "31", "kim@example.com", BounceType.HARD_BOUNCE)
+    await _record(db, event, "31", target_record(target, Outcome.DONE))
+    row = by_contact(await rpt.build_report(db.store, WEEK, NOW))["31"]
+    assert (row.name, row.address) == ("Kim Nguyen", "kim@example.com")
