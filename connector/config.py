@@ -25,7 +25,13 @@ ENV_FILE = ".env"
 API_KEY_DEFAULT_RPS = 4.0
 
 _SECRET_FIELDS = frozenset(
-    {"keap_client_secret", "keap_api_key", "connector_webhook_secret", "connector_smtp_password"},
+    {
+        "keap_client_secret",
+        "keap_api_key",
+        "connector_webhook_secret",
+        "connector_smtp_password",
+        "connector_alert_webhook_url",
+    },
 )
 
 
@@ -78,6 +84,34 @@ class Settings(BaseSettings):
     connector_smtp_security: Literal["starttls", "tls", "none"] = "starttls"
     connector_mail_from: str | None = None
     connector_contact_url: str | None = None
+    # Alerts (DESIGN 7a): recipients, and a webhook (Slack-compatible) whose URL is a secret.
+    connector_alert_email: str | None = None
+    connector_alert_webhook_url: SecretStr | None = None
+
+    @field_validator("connector_alert_email")
+    @classmethod
+    def _check_alert_email(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from email_validator import EmailNotValidError, validate_email
+
+        addresses = [part.strip() for part in value.split(",") if part.strip()]
+        for address in addresses:
+            try:
+                validate_email(address, check_deliverability=False)
+            except EmailNotValidError:
+                raise ValueError("expected email addresses separated by commas") from None
+        return ",".join(addresses)
+
+    @field_validator("connector_alert_webhook_url")
+    @classmethod
+    def _check_alert_webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parts = urlsplit(value.get_secret_value().strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("expected an http(s) URL")
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("connector_contact_url")
     @classmethod

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -129,12 +129,71 @@ class AuditWrite:
     detail: str | None = None
     dry_run: bool = False
     reason: str | None = None
+    due_at: datetime | None = None  # a follow-up of this step falls due then (``expire``)
+
+
+@dataclass(frozen=True)
+class Incident:
+    """An incident at a receiving domain (DESIGN 7a); ``opened_by`` is the event whose bounce
+    reached the threshold, ``peak`` the highest count seen, ``bounces`` those counted in it."""
+
+    id: int
+    domain: str
+    opened_at: datetime
+    opened_by: int
+    peak: int
+    bounces: int
+    closed_at: datetime | None
+
+    @property
+    def open(self) -> bool:
+        return self.closed_at is None
+
+
+@dataclass(frozen=True)
+class IncidentCount:
+    """A bounce counted at its domain: the sliding count, and the open incident if any."""
+
+    count: int
+    incident: Incident | None
 
 
 @dataclass(frozen=True)
 class QueueStats:
     counts: dict[str, int]
     oldest_queued_age_seconds: float | None
+
+
+@dataclass(frozen=True)
+class NewAlert:
+    """An alert about to enter the outbox (``connector.alerts`` builds it)."""
+
+    kind: str
+    subject: str
+    text: str
+    details: Mapping[str, str]
+    raised_at: datetime
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """An alert in the outbox and where its delivery stands.
+
+    ``delivered`` maps each channel that took it (``email``, ``webhook``) to when; ``done_at``
+    is set once every channel configured at that attempt took it.
+    """
+
+    id: int
+    kind: str
+    subject: str
+    text: str
+    details: Mapping[str, str]
+    raised_at: datetime
+    delivered: Mapping[str, datetime]
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    done_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -278,6 +337,42 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def queue_stats(self) -> QueueStats: ...
 
+    # --- incidents and steps falling due (connector.store.followups) -------------------------
+
+    @abc.abstractmethod
+    async def count_incident_bounce(
+        self,
+        event_id: int,
+        domain: str,
+        bounce_type: str,
+        at: datetime,
+        within: timedelta,
+        threshold: int,
+    ) -> IncidentCount:
+        """Count this event's bounce at ``domain`` once (idempotent), close the domain's
+        incident if it has been below ``threshold`` for ``within``, open one if the count inside
+        ``within`` up to ``at`` reaches it; the count and the domain's open incident."""
+
+    @abc.abstractmethod
+    async def close_incidents(self, now: datetime, within: timedelta, threshold: int) -> list[str]:
+        """Close every incident below ``threshold`` for ``within``; the domains closed."""
+
+    @abc.abstractmethod
+    async def list_incidents(self, since: datetime) -> list[Incident]:
+        """Open incidents and those opened or closed since ``since``, newest first."""
+
+    @abc.abstractmethod
+    async def due_audit(self, now: datetime, limit: int = 100) -> list[AuditEntry]:
+        """Done steps whose follow-up is due by ``now`` (not undone, not dry runs)."""
+
+    @abc.abstractmethod
+    async def claim_due(self, audit_id: int, now: datetime, until: datetime) -> bool:
+        """Take a due step's follow-up until ``until``; False when another took it first."""
+
+    @abc.abstractmethod
+    async def clear_due(self, audit_id: int) -> None:
+        """The follow-up is settled: it never falls due again."""
+
     # --- strikes ----------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -361,6 +456,41 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def release_sync(self, name: str, owner: str) -> None: ...
+
+    # --- the alert outbox (DESIGN 7a) -------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_alert(self, alert: NewAlert, window: timedelta) -> int | None:
+        """Store ``alert`` in the outbox unless the same kind and subject was stored less than
+        ``window`` before ``alert.raised_at``; return its id, or None when it was not stored.
+
+        One transaction, decided inside the database, so replicas raising the same alert at
+        the same moment store it once.
+        """
+
+    @abc.abstractmethod
+    async def claim_alerts(
+        self, limit: int, lease: timedelta, owner: str, now: datetime, raised_since: datetime
+    ) -> list[AlertRecord]:
+        """Take up to ``limit`` undelivered alerts that are due at ``now`` (raised at or after
+        ``raised_since``) for one delivery attempt; an alert is held by one sender at a time."""
+
+    @abc.abstractmethod
+    async def finish_alert(
+        self,
+        alert_id: int,
+        owner: str,
+        now: datetime,
+        delivered: Mapping[str, datetime],
+        error: str | None,
+        retry_at: datetime | None,
+    ) -> bool:
+        """End an attempt: record the channels that have taken the alert so far and the last
+        error; ``retry_at=None`` marks it delivered. False when ``owner`` no longer held it."""
+
+    @abc.abstractmethod
+    async def list_alerts(self, limit: int = 50) -> list[AlertRecord]:
+        """The most recent alerts first."""
 
     # --- shared request pacing --------------------------------------------------------------
 

@@ -143,4 +143,65 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE audit ADD COLUMN reason TEXT
         """,
     ),
+    Migration(
+        "0007_alerts",
+        # The alert outbox (DESIGN 7a): an alert is stored before it is sent, then delivered per
+        # channel (``delivered``: JSON channel -> epoch seconds) and retried until every channel
+        # took it. ``alert_keys`` holds the last time each kind and subject was raised, so the
+        # once-an-hour rule is one upsert every replica agrees on.
+        """
+        CREATE TABLE alerts (
+            id {id},
+            kind TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            text TEXT NOT NULL,
+            details TEXT NOT NULL,
+            raised_at {real} NOT NULL,
+            delivered TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at {real} NOT NULL,
+            lease_until {real},
+            lease_owner TEXT,
+            last_error TEXT,
+            done_at {real}
+        );
+        CREATE INDEX alerts_due ON alerts (done_at, next_attempt_at);
+        CREATE TABLE alert_keys (
+            kind TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            raised_at {real} NOT NULL,
+            PRIMARY KEY (kind, subject)
+        )
+        """,
+    ),
+    Migration(
+        "0008_incidents_and_due_steps",
+        # DESIGN 7a. ``incident_bounces`` counts each incident-type bounce once per event;
+        # ``incidents`` holds at most one open incident per domain (the partial unique index is
+        # what two replicas opening one at once meet on). ``audit.due_at``: when a done step's
+        # follow-up (an opt-out's ``expire``) falls due.
+        """
+        ALTER TABLE audit ADD COLUMN due_at {real};
+        CREATE INDEX audit_due ON audit (due_at);
+        CREATE TABLE incident_bounces (
+            id {id},
+            event_id {bigint} NOT NULL UNIQUE,
+            domain TEXT NOT NULL,
+            bounce_type TEXT NOT NULL,
+            occurred_at {real} NOT NULL
+        );
+        CREATE INDEX incident_bounces_domain ON incident_bounces (domain, occurred_at);
+        CREATE TABLE incidents (
+            id {id},
+            domain TEXT NOT NULL,
+            opened_at {real} NOT NULL,
+            opened_by {bigint} NOT NULL,
+            window_start {real} NOT NULL,
+            last_hot_at {real} NOT NULL,
+            peak INTEGER NOT NULL,
+            closed_at {real}
+        );
+        CREATE UNIQUE INDEX incidents_open ON incidents (domain) WHERE closed_at IS NULL
+        """,
+    ),
 )

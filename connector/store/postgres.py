@@ -52,19 +52,24 @@ from connector.store.base import (
     AddResult,
     Event,
     MigrationState,
+    NewAlert,
     NewEvent,
     StrikeRecord,
 )
 from connector.store.migrations import MIGRATIONS
 from connector.store.sql import (
     APPLIED_MIGRATIONS,
+    CLAIM_ALERT_KEY,
     CONTACT_KEY,
     EARLIER_STRIKES,
     EVENT_COLUMNS,
+    INSERT_ALERT,
     INSERT_STRIKE,
     RECORD_MIGRATION,
     Clock,
     SQLStore,
+    alert_key_params,
+    alert_params,
     event_from_row,
     for_dialect,
     migration_states,
@@ -607,6 +612,24 @@ class PostgresStore(SQLStore):
                 for_dialect(EARLIER_STRIKES, self.dialect), (contact_id, address, event_id)
             )
             return strikes_from_rows(await cursor.fetchall())
+
+    # --- the alert outbox -------------------------------------------------------------------
+
+    async def add_alert(self, alert: NewAlert, window: timedelta) -> int | None:
+        """The key upsert locks the ``(kind, subject)`` row until this transaction commits, so a
+        replica raising the same alert waits, then sees this raise and stores nothing."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                for_dialect(CLAIM_ALERT_KEY, self.dialect), alert_key_params(alert, window)
+            )
+            if await cursor.fetchone() is None:
+                return None
+            cursor = await conn.execute(
+                for_dialect(INSERT_ALERT, self.dialect), alert_params(alert)
+            )
+            row = await cursor.fetchone()
+            assert row is not None, "an insert with RETURNING returns its row"
+            return int(row[0])
 
     # --- OAuth tokens -----------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ runs it, and splitting statements from methods would only make each harder to ch
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -26,17 +27,20 @@ from pydantic import SecretStr
 
 from connector.oauth_token import OAuthToken
 from connector.store.base import (
+    AlertRecord,
     AuditEntry,
     AuditWrite,
     Clock,
     Event,
     EventStatus,
     MigrationState,
+    NewAlert,
     QueueStats,
     StepStatus,
     Store,
     StrikeRecord,
 )
+from connector.store.followups import FollowUps
 from connector.store.migrations import MIGRATIONS
 
 Row = Sequence[Any]
@@ -95,12 +99,13 @@ STRUCK_ADDRESS: LiteralString = "SELECT email FROM strikes WHERE event_id = ?"
 
 AUDIT_UPSERT: LiteralString = (
     "INSERT INTO audit (event_id, contact_id, step, kind, status, before_value, "
-    "after_value, detail, dry_run, created_at, updated_at, reason) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "after_value, detail, dry_run, created_at, updated_at, reason, due_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (event_id, step) DO UPDATE SET status = excluded.status, "
     "before_value = COALESCE(excluded.before_value, audit.before_value), "
     "after_value = COALESCE(excluded.after_value, audit.after_value), "
     "detail = COALESCE(excluded.detail, audit.detail), reason = excluded.reason, "
+    "due_at = COALESCE(excluded.due_at, audit.due_at), "
     "updated_at = excluded.updated_at RETURNING " + AUDIT_COLUMNS
 )
 AUDIT_FOR_EVENT: LiteralString = SELECT_AUDIT + "WHERE event_id = ? ORDER BY id"
@@ -155,6 +160,39 @@ RESERVE_SLOTS: LiteralString = (
     "ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at, "
     "next_slot_at = GREATEST(rate_limits.next_slot_at, excluded.updated_at) + ? "
     "RETURNING next_slot_at"
+)
+
+ALERT_COLUMNS: LiteralString = (
+    "id, kind, subject, text, details, raised_at, delivered, attempts, next_attempt_at, "
+    "last_error, done_at"
+)
+# Claims the kind and subject for this raise: a row comes back only when the key is new or its
+# last raise is at least the window old (the conflicting row is locked and re-read, so two
+# replicas raising together cannot both get one). Run with INSERT_ALERT in one transaction.
+CLAIM_ALERT_KEY: LiteralString = (
+    "INSERT INTO alert_keys (kind, subject, raised_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (kind, subject) DO UPDATE SET raised_at = excluded.raised_at "
+    "WHERE alert_keys.raised_at <= ? RETURNING kind"
+)
+INSERT_ALERT: LiteralString = (
+    "INSERT INTO alerts (kind, subject, text, details, raised_at, delivered, attempts, "
+    "next_attempt_at) VALUES (?, ?, ?, ?, ?, '{}', 0, ?) RETURNING id"
+)
+# The lease condition is repeated on the updated rows, so a row another sender claimed between
+# the subquery's snapshot and the row lock (PostgreSQL) is re-checked and left alone.
+CLAIM_ALERTS: LiteralString = (
+    "UPDATE alerts SET lease_until = ?, lease_owner = ?, attempts = attempts + 1 "  # noqa: S608
+    "WHERE id IN (SELECT id FROM alerts WHERE done_at IS NULL AND next_attempt_at <= ? "
+    "AND raised_at >= ? AND (lease_until IS NULL OR lease_until < ?) ORDER BY id LIMIT ?) "
+    "AND done_at IS NULL AND (lease_until IS NULL OR lease_until < ?) "
+    "RETURNING " + ALERT_COLUMNS
+)
+FINISH_ALERT: LiteralString = (
+    "UPDATE alerts SET delivered = ?, last_error = ?, next_attempt_at = ?, done_at = ?, "
+    "lease_until = NULL, lease_owner = NULL WHERE id = ? AND lease_owner = ?"
+)
+LIST_ALERTS: LiteralString = (
+    "SELECT " + ALERT_COLUMNS + " FROM alerts ORDER BY id DESC LIMIT ?"  # noqa: S608
 )
 
 SCHEMA_MIGRATIONS_TABLE: LiteralString = (
@@ -243,6 +281,7 @@ def audit_params(entry: AuditWrite, now: float) -> tuple[Any, ...]:
         now,
         now,
         entry.reason,
+        None if entry.due_at is None else entry.due_at.timestamp(),
     )
 
 
@@ -272,6 +311,35 @@ def token_params(token: OAuthToken, now: float) -> tuple[Any, ...]:
     )
 
 
+def alert_from_row(row: Row) -> AlertRecord:
+    details = json.loads(row[4])
+    delivered = json.loads(row[6])
+    return AlertRecord(
+        id=row[0],
+        kind=row[1],
+        subject=row[2],
+        text=row[3],
+        details={str(k): str(v) for k, v in details.items()},
+        raised_at=datetime.fromtimestamp(row[5], UTC),
+        delivered={str(k): datetime.fromtimestamp(v, UTC) for k, v in delivered.items()},
+        attempts=int(row[7]),
+        next_attempt_at=datetime.fromtimestamp(row[8], UTC),
+        last_error=row[9],
+        done_at=dt(row[10]),
+    )
+
+
+def alert_key_params(alert: NewAlert, window: timedelta) -> tuple[Any, ...]:
+    raised = alert.raised_at.timestamp()
+    return (alert.kind, alert.subject, raised, raised - window.total_seconds())
+
+
+def alert_params(alert: NewAlert) -> tuple[Any, ...]:
+    raised = alert.raised_at.timestamp()
+    details = json.dumps(dict(alert.details), ensure_ascii=False, sort_keys=True)
+    return (alert.kind, alert.subject, alert.text, details, raised, raised)
+
+
 def queue_stats_from_rows(rows: Sequence[Row], now: float) -> QueueStats:
     counts = {row[0]: int(row[1]) for row in rows}
     waiting = [row[2] for row in rows if row[0] in ("queued", "failed", "processing")]
@@ -297,7 +365,7 @@ def _since(since: datetime | None) -> float:
 # --- the methods that are one shared statement -------------------------------------------------
 
 
-class SQLStore(Store):
+class SQLStore(FollowUps, Store):
     """``Store`` methods both backends run the same way; each is one statement, so one
     transaction on either backend.
 
@@ -321,6 +389,9 @@ class SQLStore(Store):
     @abc.abstractmethod
     async def _run(self, query: LiteralString, params: Sequence[Any] = ()) -> int:
         """Run a write; return the number of rows it changed."""
+
+    def _audit_row(self, row: Row) -> AuditEntry:
+        return audit_from_row(row)
 
     # --- events -----------------------------------------------------------------------------
 
@@ -451,6 +522,38 @@ class SQLStore(Store):
 
     async def release_sync(self, name: str, owner: str) -> None:
         await self._run(RELEASE_SYNC, (name, owner))
+
+    # --- the alert outbox (``add_alert`` is per backend: two statements, one transaction) ----
+
+    async def claim_alerts(
+        self, limit: int, lease: timedelta, owner: str, now: datetime, raised_since: datetime
+    ) -> list[AlertRecord]:
+        at = now.timestamp()
+        rows = await self._all(
+            CLAIM_ALERTS,
+            (at + lease.total_seconds(), owner, at, raised_since.timestamp(), at, limit, at),
+        )
+        return sorted((alert_from_row(row) for row in rows), key=lambda a: a.id)
+
+    async def finish_alert(
+        self,
+        alert_id: int,
+        owner: str,
+        now: datetime,
+        delivered: Mapping[str, datetime],
+        error: str | None,
+        retry_at: datetime | None,
+    ) -> bool:
+        taken = json.dumps({k: v.timestamp() for k, v in sorted(delivered.items())})
+        at = now.timestamp()
+        done = at if retry_at is None else None
+        due = at if retry_at is None else retry_at.timestamp()
+        changed = await self._run(FINISH_ALERT, (taken, error, due, done, alert_id, owner))
+        return changed > 0
+
+    async def list_alerts(self, limit: int = 50) -> list[AlertRecord]:
+        rows = await self._all(LIST_ALERTS, (limit,), write=False)
+        return [alert_from_row(row) for row in rows]
 
     # --- shared request pacing --------------------------------------------------------------
 

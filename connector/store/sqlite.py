@@ -45,20 +45,25 @@ from connector.store.base import (
     AddResult,
     Event,
     MigrationState,
+    NewAlert,
     NewEvent,
     StrikeRecord,
 )
 from connector.store.migrations import MIGRATIONS
 from connector.store.sql import (
     APPLIED_MIGRATIONS,
+    CLAIM_ALERT_KEY,
     CONTACT_KEY,
     EARLIER_STRIKES,
     EVENT_COLUMNS,
+    INSERT_ALERT,
     INSERT_STRIKE,
     RECORD_MIGRATION,
     Clock,
     Row,
     SQLStore,
+    alert_key_params,
+    alert_params,
     event_from_row,
     for_dialect,
     migration_states,
@@ -444,6 +449,16 @@ class SQLiteStore(SQLStore):
             )
             rows = conn.execute(EARLIER_STRIKES, (contact_id, address, event_id)).fetchall()
             return strikes_from_rows(rows)
+
+        return await self._call(op)
+
+    # --- the alert outbox -------------------------------------------------------------------
+
+    async def add_alert(self, alert: NewAlert, window: timedelta) -> int | None:
+        def op(conn: sqlite3.Connection) -> int | None:
+            if conn.execute(CLAIM_ALERT_KEY, alert_key_params(alert, window)).fetchone() is None:
+                return None
+            return int(conn.execute(INSERT_ALERT, alert_params(alert)).fetchone()[0])
 
         return await self._call(op)
 

@@ -30,7 +30,7 @@ from connector.store.migrations import MIGRATIONS
 from tests.fixtures_connector import WEBHOOK_SECRET, Connector
 from tests.fixtures_store import is_sqlite, schema_url
 
-NEWEST = "0006_audit_reason"
+NEWEST = "0008_incidents_and_due_steps"
 
 
 def connector(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -158,16 +158,23 @@ async def roll_back_last_migration(url: str) -> None:
     store = await open_store(url, migrate=True)
     await store.close()
     assert MIGRATIONS[-1].name == NEWEST, "update this test's undo for the new migration"
-    undo = "ALTER TABLE audit DROP COLUMN reason"
+    undo = (
+        "DROP TABLE incidents",
+        "DROP TABLE incident_bounces",
+        "DROP INDEX audit_due",
+        "ALTER TABLE audit DROP COLUMN due_at",
+    )
     if url.startswith("sqlite"):
         conn = sqlite3.connect(url.split("///", 1)[1])
         with conn:
-            conn.execute(undo)
+            for statement in undo:
+                conn.execute(statement)
             conn.execute("DELETE FROM schema_migrations WHERE name = ?", (NEWEST,))
         conn.close()
         return
     with psycopg.connect(url, autocommit=True) as pg:
-        pg.execute(undo)
+        for statement in undo:
+            pg.execute(statement)
         pg.execute("DELETE FROM schema_migrations WHERE name = %s", (NEWEST,))
 
 
