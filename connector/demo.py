@@ -58,6 +58,7 @@ SETTLE_TIMEOUT_SECONDS = 60.0
 HEALTH_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 20.0
 SUMMARY_FILE = "demo-summary.json"
+REPORT = "bounces.html"
 MARKER_FILE = ".connector-demo"
 _OWN_FILES = ("policy.toml", "serve.log", SUMMARY_FILE)
 _NOTE_MARKER = "[bounce-connector event"
@@ -163,6 +164,7 @@ class DemoSummary:
     serve_pid: int = 0
     serve_port: int = 0
     sandbox_port: int = 0
+    report_page: str = ""  # the weekly report's HTML page, written by `connector report`
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
@@ -548,6 +550,8 @@ def _run(sandbox: RunningSandbox, workdir: Path, say: Narrator) -> DemoSummary:
     say(f"stopped connector serve (exit status {served.process.returncode}); nothing left running")
     _fill_from_store(summary, read_store(url))
     _fill_from_keap(summary, sandbox, before)
+    run_connector(env, workdir, "report", "--since", "1d", "--format", "html", "--output", REPORT)
+    summary.report_page = str(workdir / REPORT)
     return summary
 
 
@@ -709,6 +713,24 @@ def _connector_exe() -> str:
     return f"{shlex.quote(sys.executable)} -m connector"
 
 
+def _mail_lines(exe: str) -> list[str]:
+    """How to send the page, when the user's own settings name an SMTP server."""
+    configured = os.environ.get("CONNECTOR_SMTP_HOST") or _env_file_has("CONNECTOR_SMTP_HOST")
+    if not configured:
+        return ["  (set CONNECTOR_SMTP_HOST and CONNECTOR_MAIL_FROM to have it emailed weekly)"]
+    return [f"  send it: {exe} report --since 7d --email you@example.com"]
+
+
+def _env_file_has(name: str) -> bool:
+    env = Path(".env")
+    try:
+        return env.is_file() and any(
+            line.strip().startswith(f"{name}=") for line in env.read_text().splitlines()
+        )
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _next_lines(summary: DemoSummary, keep: bool) -> list[str]:
     if not keep:
         return [
@@ -717,6 +739,9 @@ def _next_lines(summary: DemoSummary, keep: bool) -> list[str]:
         ]
     exe = _connector_exe()
     return [
+        "",
+        f"The report page for the person who cleans the list: {summary.report_page}",
+        *_mail_lines(exe),
         "",
         "Where to look next (the simulator has stopped; these read the demo's store):",
         f"  export CONNECTOR_DATABASE_URL={shlex.quote(summary.database_url)}",

@@ -157,6 +157,10 @@ def test_demo_leaves_nothing_running_and_its_advice_works(
     assert port_closed(summary["sandbox_port"])
     assert f"export CONNECTOR_DATABASE_URL={summary['database_url']}" in output
     assert "Where to look next" in output
+    page = Path(summary["report_page"])
+    assert page.parent == workdir
+    assert "Needs a person" in page.read_text()
+    assert f"The report page for the person who cleans the list: {page}" in output
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KEAP_", "CONNECTOR_"))}
     env["CONNECTOR_DATABASE_URL"] = summary["database_url"]
     report = subprocess.run(
