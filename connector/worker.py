@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from connector.alerts import Alert, AlertKind, raise_alert
 from connector.errors import (
     ConnectorError,
     PermanentError,
@@ -30,6 +31,7 @@ from connector.errors import (
 from connector.keap.client import KeapClient
 from connector.metrics import Metrics
 from connector.pipeline.executor import Executor
+from connector.pipeline.expire import due_summary, run_due_expiries
 from connector.pipeline.run import Pipeline, needs_engagement
 from connector.pipeline.tags import TagBatcher
 from connector.policy import Policy
@@ -44,6 +46,9 @@ REAUTH_PAUSE = timedelta(seconds=10)
 # token nearing Keap's 45 days): the check itself is a timestamp comparison.
 KEEP_ALIVE_EVERY = timedelta(minutes=10)
 STORE_RETRY_SECONDS = 2.0
+# How often the loop looks for what falls due without an event: incidents to close, opt-outs
+# whose ``expire`` has passed (one indexed query each when nothing is due).
+DUE_CHECK_EVERY = timedelta(minutes=5)
 
 
 def default_owner() -> str:
@@ -115,6 +120,7 @@ class Worker:
         # done again: ``/readyz`` reports it (DESIGN 6, "Keap credentials usable").
         self.credentials_refused = False
         self._next_keep_alive: datetime | None = None
+        self._next_due_check: datetime | None = None
 
     # --- loops ------------------------------------------------------------------------------
 
@@ -161,6 +167,7 @@ class Worker:
         await self._keep_credentials_alive()
         if self._paused():
             return result
+        await self.due_checks()
         events = await self._store.claim_events(
             self._options.concurrency, self._options.lease, self._owner
         )
@@ -181,6 +188,33 @@ class Worker:
             setattr(result, outcome, getattr(result, outcome) + 1)
             result.outcomes[event_id] = outcome
         return result
+
+    async def due_checks(self, *, force: bool = False) -> None:
+        """What falls due without an event, at most every ``DUE_CHECK_EVERY`` (``force``: now):
+        incidents a whole window below their threshold close, and expired opt-outs are opted
+        in again (DESIGN 7a). A dry run changes nothing, so it checks nothing."""
+        now = self._clock()
+        if not force and self._next_due_check is not None and now < self._next_due_check:
+            return
+        self._next_due_check = now + DUE_CHECK_EVERY
+        if self._options.dry_run:
+            return
+        policy = self._policy()
+        if policy.incidents is not None:
+            incidents = policy.incidents
+            for domain in await self._store.close_incidents(
+                now, incidents.within, incidents.threshold
+            ):
+                log.info("incident at %s closed: below the threshold for a whole window", domain)
+        records = await run_due_expiries(
+            self._store,
+            self._client,
+            now,
+            note_title=policy.settings.note_title,
+            metrics=self._metrics,
+        )
+        if records:
+            log.info("expired opt-outs: %s", due_summary(records))
 
     async def _keep_credentials_alive(self) -> None:
         """Renew the OAuth refresh token before Keap lets it die, even with no event queued."""
@@ -252,6 +286,14 @@ class Worker:
         self._paused_until = retry_at
         self.credentials_refused = True
         await self._store.release_event(event.id, str(exc), retry_at)
+        await self._alert(
+            Alert(
+                AlertKind.REAUTH_REQUIRED,
+                "Keap credentials",
+                "Keap refused the connector's credentials; bounce events stay queued until "
+                f"someone runs `connector auth login` (or fixes KEAP_API_KEY). Keap said: {exc}",
+            )
+        )
         if not self._reauth_logged:
             log.error("Keap refused our credentials; events stay queued: %s", exc)
             self._reauth_logged = True
@@ -264,6 +306,7 @@ class Worker:
             await self._store.fail_event(event.id, message, None)
             self._metrics.events_finished.labels(status="dead").inc()
             log.error("event %s dead after %s attempt(s): %s", event.id, event.attempts, message)
+            await self._alert(dead_event_alert(event, message))
             return "dead"
         retry_at = self._clock() + timedelta(seconds=self._backoff(event.attempts, exc))
         await self._store.fail_event(event.id, message, retry_at)
@@ -277,11 +320,39 @@ class Worker:
         )
         return "failed"
 
+    async def _alert(self, alert: Alert) -> None:
+        """Raise an alert into the outbox; a failure to do so is logged, never raised: the
+        event's own outcome is already recorded, and the sender does the delivering."""
+        try:
+            await raise_alert(self._store, alert, self._clock())
+        except Exception as exc:  # the worker must not stop for an alert
+            log.warning("could not store the %s alert: %s", alert.kind, exc)
+
     def _backoff(self, attempts: int, exc: BaseException) -> float:
         ceiling = min(self._options.max_backoff, self._options.base_backoff * 2 ** (attempts - 1))
         wait = random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not security)
         retry_after = getattr(exc, "retry_after", None)
         return max(wait, float(retry_after)) if retry_after else wait
+
+
+def dead_event_alert(event: Event, error: str) -> Alert:
+    """``dead_event``: retries are over; a person looks at it (``connector events retry``)."""
+    who = f"contact {event.contact_id}" if event.contact_id else "no contact id"
+    text = (
+        f"Event {event.id} ({event.bounce_type}, {who}, {event.email or 'no address'}) failed "
+        f"after {event.attempts} attempt(s) and will not be retried: {error}. "
+        f"`connector events show {event.id}` shows it; `connector events retry {event.id}` "
+        "queues it again."
+    )
+    details = {
+        "event": str(event.id),
+        "bounce_type": event.bounce_type,
+        "contact_id": event.contact_id or "",
+        "email": event.email or "",
+        "attempts": str(event.attempts),
+        "error": error[:500],
+    }
+    return Alert(AlertKind.DEAD_EVENT, f"event {event.id}", text, details)
 
 
 async def _first_of(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from connector.errors import KeapNotFoundError
 from connector.keap.client import KeapClient
@@ -32,6 +33,9 @@ from connector.pipeline.tags import TagBatcher
 from connector.pipeline.target import held, same_address
 from connector.pipeline.text import keap_line, keap_text, note_text
 from connector.store import Event, Store
+
+if TYPE_CHECKING:
+    from connector.alerts import Alert
 
 
 def swapped(contact: Contact, field: str) -> list[tuple[str, str]]:
@@ -107,6 +111,9 @@ class _Run:
         for step in steps:
             if step.kind in (StepKind.NOTE, StepKind.TASK):
                 await self.step(step)
+        for step in steps:
+            if step.kind is StepKind.NOTIFY:
+                await self.step(step)
 
     # --- one step ---------------------------------------------------------------------------
 
@@ -145,9 +152,11 @@ class _Run:
 
     async def take(self, step: PlannedStep, base: StepRecord, previous: StepRecord | None) -> None:
         if step.kind is StepKind.OPT_OUT:
-            await self.settle(base, self.opt_out)
+            await self.settle(base, self.opt_out(step))
         elif step.kind in (StepKind.TAG_ADD, StepKind.TAG_REMOVE):
             await self.tag(step, base)
+        elif step.kind is StepKind.NOTIFY:
+            await self.notify(step, base, previous)
         else:
             write, exists = self.unique(step)
             await self.settle_unique(base, previous, write, exists)
@@ -194,12 +203,19 @@ class _Run:
 
     # --- the writes -------------------------------------------------------------------------
 
-    async def opt_out(self) -> Values:
-        address = self.plan.target.address
-        status = await self.executor.client.set_email_opt_status(
-            address.email, opted_in=False, reason=self.plan.reason
-        )
-        return {"email": status.email, "status": status.status}
+    def opt_out(self, step: PlannedStep) -> Write:
+        async def write() -> Values:
+            address = self.plan.target.address
+            status = await self.executor.client.set_email_opt_status(
+                address.email, opted_in=False, reason=self.plan.reason
+            )
+            after: Values = {"email": status.email, "status": status.status}
+            if step.expire is not None:
+                # The rule lets the opt-out expire: the audit row falls due then (DESIGN 7a).
+                after["expire_at"] = (self.event.received_at + step.expire).isoformat()
+            return after
+
+        return write
 
     async def tag(self, step: PlannedStep, base: StepRecord) -> None:
         client, contact = self.executor.client, self.plan.target.contact
@@ -228,6 +244,27 @@ class _Run:
                 return {"tag_id": fresh}
 
         await self.settle(base, write)
+
+    async def notify(
+        self, step: PlannedStep, base: StepRecord, previous: StepRecord | None
+    ) -> None:
+        """Raise the rule's ``rule_notify`` alert into the outbox (the sender delivers it later,
+        so no channel can hold up the event). Once per contact, address and rule an hour: a
+        repeat within the hour is skipped. Recorded pending first, so a re-run that finds the
+        alert already raised knows it raised it itself."""
+        from connector.alerts import raise_alert
+
+        alert = notify_alert(self.event, self.plan, step.subject)
+        await self.record(base)
+        after: Values = {"email": self.plan.target.address.email, "subject": alert.subject}
+        if await raise_alert(self.executor.store, alert, self.event.received_at):
+            await self.record(replace(base, outcome=Outcome.DONE, after=after))
+        elif previous is not None and previous.outcome is Outcome.PENDING:
+            after["found"] = "raised by an earlier attempt"
+            await self.record(replace(base, outcome=Outcome.DONE, after=after))
+        else:
+            skip = Reason(SkipReason.ALERTED_RECENTLY)
+            await self.record(replace(base, outcome=Outcome.SKIPPED, reason=skip, after=after))
 
     def unique(self, step: PlannedStep) -> tuple[Write, Exists]:
         if step.kind is StepKind.BLANK_EMAIL:
@@ -321,3 +358,27 @@ class _Run:
             return any(marker in (task.description or "") for task in tasks)
 
         return exists
+
+
+def notify_alert(event: Event, plan: StepPlan, rule: str) -> Alert:
+    """The ``rule_notify`` alert of a rule with ``notify = true`` (DESIGN 7a): its subject is
+    the contact, the address and the rule, so one person hears once an hour per address."""
+    from connector.alerts import Alert, AlertKind
+
+    target = plan.target
+    contact, email = target.contact, target.address.email
+    name = " ".join(n for n in (contact.given_name, contact.family_name) if n) or "(no name)"
+    text = (
+        f"Rule {rule} asks for a person: contact {contact.id} ({name}), address {email} "
+        f"({target.address.field}), {event.bounce_type}. {plan.reason}"
+    )
+    details = {
+        "contact_id": contact.id,
+        "email": email,
+        "field": str(target.address.field),
+        "bounce_type": event.bounce_type,
+        "rule": rule,
+        "event": str(event.id),
+        "action": plan.policy_plan.action.value,
+    }
+    return Alert(AlertKind.RULE_NOTIFY, f"contact {contact.id} {email} rule {rule}", text, details)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from connector.logs import mask_email
@@ -29,6 +30,8 @@ class StepKind(StrEnum):
     NOTE = "note"
     TASK = "task"
     UNDO = "undo"
+    REOPT_IN = "reopt_in"  # an expired opt-out: the address opted in again (DESIGN 7a expire)
+    NOTIFY = "notify"  # a rule's ``notify``: a ``rule_notify`` alert raised (DESIGN 7a)
 
     @property
     def destructive(self) -> bool:
@@ -66,6 +69,12 @@ class SkipReason(StrEnum):
     ADDRESS_GONE = "the address is no longer on the contact"
     NO_SPARE = "no marketable address in EMAIL2 or EMAIL3 to promote; opted out instead"
     NOT_PRIMARY = "the bounced address is not EMAIL1; opted out instead"
+    OPT_IN_REFUSED = "Keap refuses opt-in from {detail}"
+    STATUS_CHANGED = "the status changed since the connector set it ({detail})"
+    ALREADY_MARKETABLE = "already marketable in Keap ({detail})"
+    ADDRESS_UNKNOWN = "Keap no longer knows the address"
+    NOT_RETESTED = "the address was not opted in again"
+    ALERTED_RECENTLY = "the same alert was raised within the hour"
 
     def text(self, detail: str = "") -> str:
         return self.value.format(detail=detail)
@@ -147,6 +156,8 @@ class StepRecord:
             StepKind.NOTE: "note",
             StepKind.TASK: f"task '{self.subject}'",
             StepKind.UNDO: f"undo action {self.subject}",
+            StepKind.REOPT_IN: f"re-opt-in {masked} (opt-out expired)",
+            StepKind.NOTIFY: f"alert for rule {self.subject}",
         }
         return titles[self.kind]
 
@@ -199,7 +210,19 @@ def to_audit(
         detail=detail,
         dry_run=dry_run,
         reason=record.reason.encode() if record.reason else None,
+        due_at=_due(record) if not dry_run else None,
     )
+
+
+def _due(record: StepRecord) -> datetime | None:
+    """A done step that carries ``expire_at`` (an opt-out that expires) falls due then."""
+    text = (record.after or {}).get("expire_at")
+    if record.outcome is not Outcome.DONE or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def from_audit(entry: AuditEntry) -> StepRecord:

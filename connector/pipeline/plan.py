@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from connector.bounces import BounceType
 from connector.keap.models import EmailAddress, EmailField, EmailStatus
@@ -56,6 +56,7 @@ class PlannedStep:
     subject: str = ""
     skip: Reason | None = None
     rules: tuple[int, ...] = ()
+    expire: timedelta | None = None  # an opt-out the deciding rule lets expire (DESIGN 7a)
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,13 @@ class PlanInput:
     last_click_time: datetime | None = None
     past: Sequence[PastEvent] = ()
     protected: bool = False  # the contact carries one of the policy's protect_tags
+    incident: str | None = None  # the domain, when an incident covering this bounce is open
 
 
 def plan_steps(given: PlanInput) -> StepPlan:
     plan = decide(given.policy, _event(given), _view(given), given.strikes)
     steps: list[PlannedStep] = [PlannedStep(StepKind.TARGET)]
-    steps += _destructive(plan, given.target, given.protected)
+    steps += _destructive(plan, given.target, _blocker(given), _expiry(given.policy, plan))
     steps += [PlannedStep(StepKind.TAG_ADD, tag) for tag in plan.add_tags]
     steps += [PlannedStep(StepKind.TAG_REMOVE, tag) for tag in plan.remove_tags]
     written = _episode_writes(given)
@@ -103,24 +105,37 @@ def plan_steps(given: PlanInput) -> StepPlan:
     for title in plan.tasks:
         skip = _same_episode() if (StepKind.TASK, title) in written else None
         steps.append(PlannedStep(StepKind.TASK, title, skip))
+    steps += _notifications(given.policy, plan)
     return StepPlan(given.target, plan, tuple(steps))
+
+
+def _notifications(policy: Policy, plan: Plan) -> list[PlannedStep]:
+    """One ``notify`` step per matching rule with ``notify = true``, after the task steps:
+    the executor raises a ``rule_notify`` alert for it (DESIGN 7a)."""
+    notifying = {rule.index for rule in policy.rules if rule.notify}
+    return [
+        PlannedStep(StepKind.NOTIFY, str(match.rule), rules=(match.rule,))
+        for match in plan.matched
+        if match.rule in notifying
+    ]
 
 
 def _same_episode() -> Reason:
     return Reason(SkipReason.SAME_EPISODE)
 
 
-def _destructive(plan: Plan, target: Target, protected: bool) -> list[PlannedStep]:
+def _destructive(
+    plan: Plan, target: Target, blocker: Reason | None, expire: timedelta | None
+) -> list[PlannedStep]:
     """The steps that change the address, each with the skip the evidence already decides."""
     if plan.action is Action.NONE:
         return []
     if plan.action is Action.BLANK_EMAIL:
         steps = [PlannedStep(StepKind.BLANK_EMAIL, target.address.field)]
     elif plan.action is Action.PROMOTE:
-        steps = [_promotion(target), PlannedStep(StepKind.OPT_OUT)]
+        steps = [_promotion(target), PlannedStep(StepKind.OPT_OUT, expire=expire)]
     else:
-        steps = [PlannedStep(StepKind.OPT_OUT)]
-    blocker = _blocker(target, protected)
+        steps = [PlannedStep(StepKind.OPT_OUT, expire=expire)]
     if blocker is not None:
         return [replace(step, skip=blocker) for step in steps]
     if marketable(target.address) is False:
@@ -129,13 +144,22 @@ def _destructive(plan: Plan, target: Target, protected: bool) -> list[PlannedSte
     return steps
 
 
-def _blocker(target: Target, protected: bool) -> Reason | None:
+def _blocker(given: PlanInput) -> Reason | None:
     """Why no step may change this address at all, whatever the step."""
-    if not target.on_contact:
+    if not given.target.on_contact:
         return Reason(SkipReason.NOT_ON_CONTACT)
-    if protected:
+    if given.protected:
         return Reason(SkipReason.PROTECTED)
+    if given.incident is not None:
+        return Reason(SkipReason.INCIDENT_OPEN, given.incident)
     return None
+
+
+def _expiry(policy: Policy, plan: Plan) -> timedelta | None:
+    """The ``expire`` of the rule that decided the action (opt_out and promote rules only)."""
+    if plan.action not in (Action.OPT_OUT, Action.PROMOTE) or plan.rule is None:
+        return None
+    return next((r.expire for r in policy.rules if r.index == plan.rule), None)
 
 
 def _promotion(target: Target) -> PlannedStep:

@@ -10,6 +10,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 
+from connector.alerts import Alert, AlertKind, raise_alert
 from connector.bounces import BounceType
 from connector.errors import KeapNotFoundError
 from connector.keap.client import KeapClient
@@ -20,8 +21,9 @@ from connector.pipeline.executor import Executor
 from connector.pipeline.outcome import StepKind, StepRecord, from_audit, summary
 from connector.pipeline.plan import PastEvent, PlanInput, plan_steps
 from connector.pipeline.target import Evidence, Target
-from connector.policy import Policy, Strike
-from connector.store import Event, Store
+from connector.policy import Policy, Strike, format_duration
+from connector.policy.model import Incidents, address_domain
+from connector.store import Event, Incident, Store
 
 HISTORY_ROWS = 2000
 
@@ -54,6 +56,7 @@ class Pipeline:
             event.id, found.contact.id, found.address.email, bounce_type.value, event.received_at
         )
         status = await self.engagement(event, found, bounce_type)
+        incident = await self.incident(event, found, bounce_type)
         plan = plan_steps(
             PlanInput(
                 policy=self.policy,
@@ -66,6 +69,7 @@ class Pipeline:
                 last_click_time=status.last_click_time if status else None,
                 past=await self.past(event, found.contact.id),
                 protected=await protected(self.client, self.policy, found.contact),
+                incident=incident,
             )
         )
         return Finished(tuple(await self.executor.execute(event, plan)))
@@ -133,8 +137,53 @@ class Pipeline:
             return carried
         return await self.client.get_email_status(target.address.email)
 
+    async def incident(self, event: Event, target: Target, bounce_type: BounceType) -> str | None:
+        """The domain when an incident covering this bounce is open there (DESIGN 7a).
+
+        The bounce is counted at its receiving domain in the store, so every replica counts
+        into one total; the event whose bounce opened the incident raises the one alert (a re-run
+        of it raises it again, and the outbox keeps one per domain and hour).
+        """
+        incidents = self.policy.incidents
+        if incidents is None or not incidents.covers(bounce_type) or self.executor.dry_run:
+            return None
+        domain = address_domain(target.address.email)
+        counted = await self.store.count_incident_bounce(
+            event.id,
+            domain,
+            bounce_type.value,
+            event.received_at,
+            incidents.within,
+            incidents.threshold,
+        )
+        found = counted.incident
+        if found is None:
+            return None
+        if found.opened_by == event.id:
+            await raise_alert(self.store, incident_alert(found, incidents), event.received_at)
+        return domain
+
     async def past(self, event: Event, contact_id: str) -> list[PastEvent]:
         return await past_events(self.store, contact_id, but=event.id)
+
+
+def incident_alert(incident: Incident, incidents: Incidents) -> Alert:
+    window = format_duration(incidents.within)
+    text = (
+        f"{incident.peak} bounces of {', '.join(incidents.bounce_types)} at {incident.domain} "
+        f"within {window} (threshold {incidents.threshold}): the receiving side is refusing our "
+        f"mail. While the incident is open these bounces at {incident.domain} opt out, blank or "
+        f"promote no address; it closes after {window} below the threshold."
+    )
+    details = {
+        "domain": incident.domain,
+        "count": str(incident.peak),
+        "threshold": str(incidents.threshold),
+        "within": window,
+        "opened_at": incident.opened_at.isoformat(timespec="seconds"),
+        "event": str(incident.opened_by),
+    }
+    return Alert(AlertKind.INCIDENT_OPENED, incident.domain, text, details)
 
 
 async def protected(client: KeapClient, policy: Policy, contact: Contact) -> bool:

@@ -24,7 +24,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -33,6 +33,7 @@ from connector.errors import PolicyError
 from connector.policy.model import (
     DEFAULT_SOURCE,
     Action,
+    Incidents,
     Policy,
     PolicySettings,
     Rule,
@@ -102,6 +103,9 @@ def _validate(text: str, source: str) -> tuple[Policy | None, list[str]]:
         ),
         status_map=MappingProxyType(shape.sync.status_map),
         source=source,
+        incidents=None
+        if shape.incidents is None
+        else Incidents(shape.incidents.bounce, shape.incidents.threshold, shape.incidents.within),
     )
     return policy, [f"{source}: {problem}" for problem in problems]
 
@@ -160,6 +164,8 @@ def _rule(position: int, shape: RuleShape) -> Rule:
         tasks=shape.task,
         domains=shape.domains,
         exclude_domains=shape.exclude_domains,
+        notify=shape.notify,
+        expire=shape.expire,
     )
 
 
@@ -169,7 +175,12 @@ def _own_problems(rule: Rule) -> list[str]:
         for tag in rule.remove_tags
         if tag in rule.add_tags
     ]
-    acts = rule.action is not Action.NONE or rule.note
+    if rule.expire is not None and rule.action not in (Action.OPT_OUT, Action.PROMOTE):
+        problems.append(
+            f"expire: only an opt_out or promote rule can expire (this rule's action is "
+            f"{rule.action.value!r}); allowed actions with expire: 'opt_out', 'promote'"
+        )
+    acts = rule.action is not Action.NONE or rule.note or rule.notify
     if not (acts or rule.add_tags or rule.remove_tags or rule.tasks):
         problems.append(
             "action: the rule does nothing; give it an action other than 'none', "
@@ -207,10 +218,16 @@ def _allowed(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
         if str(part) not in model.model_fields:
             break
         annotation = model.model_fields[str(part)].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # ``[incidents]`` is optional: its annotation is ``IncidentsShape | None``.
+        found = [a for a in (annotation, *get_args(annotation)) if _is_model(a)]
+        if not found:
             break
-        model = annotation
+        model = found[0]
     return list(model.model_fields)
+
+
+def _is_model(annotation: object) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _conflicts(rules: Sequence[Rule]) -> list[str]:

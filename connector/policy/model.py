@@ -80,6 +80,8 @@ class Rule:
     tasks: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()  # empty: every domain
     exclude_domains: tuple[str, ...] = ()
+    notify: bool = False  # send a ``rule_notify`` alert for each match (DESIGN 7a)
+    expire: timedelta | None = None  # opt_out / promote: re-opt-in after this (DESIGN 7a)
 
     @property
     def name(self) -> str:
@@ -125,6 +127,19 @@ def domain_matches(pattern: str, domain: str) -> bool:
     return domain == pattern
 
 
+@dataclass(frozen=True)
+class Incidents:
+    """``[incidents]``: ``threshold`` bounces of ``bounce_types`` at one receiving domain inside
+    ``within`` open an incident there; it closes once ``within`` passes below the threshold."""
+
+    bounce_types: tuple[BounceType, ...]
+    threshold: int
+    within: timedelta
+
+    def covers(self, bounce_type: BounceType) -> bool:
+        return bounce_type in self.bounce_types
+
+
 DEFAULT_STATUS_MAP: Mapping[str, BounceType] = {
     "HARD_BOUNCE": BounceType.HARD_BOUNCE,
     "BOUNCE": BounceType.GENERAL_BOUNCE,
@@ -139,6 +154,7 @@ class Policy:
     settings: PolicySettings
     status_map: Mapping[str, BounceType]
     source: str = DEFAULT_SOURCE
+    incidents: Incidents | None = None  # no ``[incidents]`` table: no incident is ever opened
 
     def bounce_type_for_status(self, status: str) -> BounceType | None:
         """The bounce type ``sync`` records for a Keap email status; None for unmapped or unknown

@@ -79,7 +79,13 @@ def _strings(value: object, what: str) -> list[str]:
 
 
 def _toml_type(value: object) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", list: "an array"}
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "an array",
+        str: "a string",
+    }
     return names.get(type(value), "a table" if isinstance(value, dict) else "a date or time")
 
 
@@ -143,6 +149,16 @@ def _v_when(value: object) -> When:
 
 def _v_within(value: object) -> timedelta:
     return parse_duration(_string(value, "a duration"))
+
+
+def _v_threshold(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a whole number of bounces, got {_toml_type(value)}")
+    if not 2 <= value <= MAX_COUNT:
+        raise ValueError(
+            f"{value} is out of range; use 2 to {MAX_COUNT} (at 1 every bounce would open one)"
+        )
+    return value
 
 
 def _v_dedupe(value: object) -> timedelta:
@@ -216,6 +232,24 @@ class RuleShape(_Strict):
     task: Annotated[tuple[str, ...], PlainValidator(_v_tasks)] = ()
     domains: Annotated[tuple[str, ...], PlainValidator(_v_domains)] = ()
     exclude_domains: Annotated[tuple[str, ...], PlainValidator(_v_domains)] = ()
+    notify: bool = False
+    expire: Annotated[timedelta | None, PlainValidator(_v_within)] = None
+
+
+# DESIGN 7a: the blocks a receiving server sends when it refuses the sender, not the address.
+INCIDENT_BOUNCES = (
+    BounceType.MAIL_BLOCK_GENERAL,
+    BounceType.MAIL_BLOCK_KNOWN_SPAMMER,
+    BounceType.MAIL_BLOCK_RELAY_DENIED,
+    BounceType.MAIL_BLOCK_SPAM_DETECTED,
+    BounceType.MAIL_BLOCK_ATTACHMENT_DETECTED,
+)
+
+
+class IncidentsShape(_Strict):
+    bounce: Annotated[tuple[BounceType, ...], PlainValidator(_v_bounce)] = INCIDENT_BOUNCES
+    threshold: Annotated[int, PlainValidator(_v_threshold)] = 10
+    within: Annotated[timedelta, PlainValidator(_v_within)] = timedelta(hours=1)
 
 
 class _SettingsIn(_Strict):
@@ -232,3 +266,4 @@ class FileShape(_Strict):
     settings: _SettingsIn = _SettingsIn()
     rule: list[dict[str, Any]] = []
     sync: _SyncIn = _SyncIn()
+    incidents: IncidentsShape | None = None

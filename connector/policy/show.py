@@ -22,6 +22,8 @@ RULE_COLUMNS = (
     "note",
     "tasks",
     "domains",
+    "expire",
+    "notify",
 )
 
 
@@ -43,6 +45,8 @@ def effective_rules(policy: Policy) -> list[dict[str, str]]:
                     "yes" if rule.note else "",
                     "; ".join(rule.tasks),
                     _domains(rule),
+                    "" if rule.expire is None else format_duration(rule.expire),
+                    "yes" if rule.notify else "",
                 ),
                 strict=True,
             )
@@ -76,6 +80,28 @@ def policy_summary(policy: Policy) -> str:
     covered = {bounce for rule in policy.rules for bounce in rule.bounce_types}
     idle = [bounce.value for bounce in BounceType if bounce not in covered]
     lines.append(f"no rule (nothing is done): {', '.join(idle) if idle else 'none'}")
+    expiring = [
+        f"{rule.name} after {format_duration(rule.expire)}"
+        for rule in policy.rules
+        if rule.expire is not None
+    ]
+    if expiring:
+        lines.append(f"re-opt-in (expire): {', '.join(expiring)}")
+    notifying = [rule.name for rule in policy.rules if rule.notify]
+    if notifying:
+        lines.append(f"alert on each match (notify): {', '.join(notifying)}")
+    lines.append(_incidents(policy))
     mapping = ", ".join(f"{status} -> {slug}" for status, slug in policy.status_map.items())
     lines.append(f"sync status map: {mapping or 'empty (sync finds nothing)'}")
     return "\n".join(lines)
+
+
+def _incidents(policy: Policy) -> str:
+    incidents = policy.incidents
+    if incidents is None:
+        return "incidents: off (no [incidents] table)"
+    return (
+        f"incidents: {incidents.threshold} or more of {', '.join(incidents.bounce_types)} at one "
+        f"domain within {format_duration(incidents.within)} open an incident there; while open, "
+        "those bounces at that domain opt out, blank or promote nothing"
+    )

@@ -615,6 +615,9 @@ class SyncRun:
             if result.processed and not self.stop.is_set():
                 continue
             if self.scanned.is_set() or self.stop.is_set():
+                if self.scanned.is_set() and not self.stop.is_set():
+                    # The end of a sync: expired opt-outs and quiet incidents settle now.
+                    await worker.due_checks(force=True)
                 return
             self.wake.clear()
             with contextlib.suppress(TimeoutError):

@@ -280,6 +280,8 @@ def test_effective_rules_and_summary() -> None:
         "note": "yes",
         "tasks": "t",
         "domains": "",
+        "expire": "",
+        "notify": "",
     }
     summary = policy_summary(policy)
     assert "test.toml: 1 rule(s)" in summary
