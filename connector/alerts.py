@@ -56,6 +56,7 @@ __all__ = [
     "SenderOptions",
     "WebhookChannel",
     "channels_from_settings",
+    "configured_channel_names",
     "raise_alert",
     "send_test_alert",
 ]
@@ -170,7 +171,7 @@ def webhook_payload(record: AlertRecord) -> dict[str, object]:
 class AlertDeliveryError(ConnectorError):
     """A channel did not take an alert; one line, no secret."""
 
-    default_hint = "check the alert settings; `connector alerts test` tries every channel"
+    default_hint = ""
 
 
 class Channel(Protocol):
@@ -236,7 +237,8 @@ class WebhookChannel:
         except httpx.HTTPError as exc:
             reason = scrub(" ".join(str(exc).replace(self.url, where).split()))[:160]
             raise AlertDeliveryError(
-                f"cannot reach the alert webhook {where}: {reason or type(exc).__name__}"
+                f"cannot reach the alert webhook {where}: {reason or type(exc).__name__}",
+                hint="check CONNECTOR_ALERT_WEBHOOK_URL",
             ) from None
         if not response.is_success:
             raise AlertDeliveryError(
@@ -264,6 +266,12 @@ def channels_from_settings(settings: Settings) -> list[Channel]:
     if settings.connector_alert_webhook_url is not None:
         channels.append(WebhookChannel(settings.connector_alert_webhook_url.get_secret_value()))
     return channels
+
+
+def configured_channel_names(settings: Settings) -> list[str]:
+    """The channels the settings name, without checking them (``alerts list``)."""
+    names = ["email"] if settings.connector_alert_email else []
+    return names + (["webhook"] if settings.connector_alert_webhook_url is not None else [])
 
 
 async def send_test_alert(

@@ -114,9 +114,11 @@ def smtp_server(
     starttls: Certificate | None = None,
     implicit_tls: Certificate | None = None,
     auth: bool = False,
+    port: int | None = None,
 ) -> Iterator[SmtpServer]:
     """A running server; STARTTLS is required when ``starttls`` is given, and a login when
-    ``auth`` (over plain SMTP too, so a test need not set up TLS to test a login)."""
+    ``auth`` (over plain SMTP too, so a test need not set up TLS to test a login). ``port``
+    brings a server up where a client already points (a server that was down comes back)."""
     handler = _Handler()
     kwargs: dict[str, Any] = {}
     if starttls is not None:
@@ -127,7 +129,7 @@ def smtp_server(
         kwargs.update(
             authenticator=_authenticate, auth_required=True, auth_require_tls=starttls is not None
         )
-    port = free_port()
+    port = port or free_port()
     controller = Controller(
         handler, hostname="127.0.0.1", port=port, server_hostname="127.0.0.1", **kwargs
     )

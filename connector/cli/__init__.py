@@ -12,7 +12,8 @@ server (``tests/cli/test_imports.py``):
   :mod:`~connector.cli.auth`, :mod:`~connector.cli.policy`, :mod:`~connector.cli.events`
   (events, audit, undo), :mod:`~connector.cli.report`, :mod:`~connector.cli.db`,
   :mod:`~connector.cli.doctor`, :mod:`~connector.cli.sandbox` (sandbox, demo),
-  :mod:`~connector.cli.triggers` (the Keap setup sheet).
+  :mod:`~connector.cli.triggers` (the Keap setup sheet), :mod:`~connector.cli.alerts`
+  (alerts test, alerts list).
 
 Nothing here decides policy or talks to Keap directly.
 """
@@ -23,6 +24,7 @@ import typer
 
 from connector import __version__
 from connector.cli import (
+    alerts,
     auth,
     db,
     doctor,
@@ -73,4 +75,5 @@ app.command()(sync.sync)
 app.command()(sandbox.sandbox)
 app.command()(report.report)
 app.command()(triggers.triggers)
+app.add_typer(alerts.app, name="alerts")
 app.command()(sandbox.demo)

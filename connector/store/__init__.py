@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from connector.errors import ConfigError, StoreUnavailableError
 from connector.store.base import (
     AddResult,
+    AlertRecord,
     AuditEntry,
     AuditWrite,
     Clock,
@@ -23,6 +24,7 @@ from connector.store.base import (
     Incident,
     IncidentCount,
     MigrationState,
+    NewAlert,
     NewEvent,
     QueueStats,
     StepStatus,
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AddResult",
+    "AlertRecord",
     "AuditEntry",
     "AuditWrite",
     "Clock",
@@ -44,6 +47,7 @@ __all__ = [
     "Incident",
     "IncidentCount",
     "MigrationState",
+    "NewAlert",
     "NewEvent",
     "PostgresStore",
     "QueueStats",
