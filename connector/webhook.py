@@ -16,7 +16,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,7 @@ from email_validator import EmailNotValidError, validate_email
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from connector.access_log import AccessLog, Summarised
 from connector.bounces import BounceType, parse_bounce_type
@@ -318,6 +318,7 @@ def create_app(
     on_event: Callable[[], None] | None = None,
     keap_stats: Callable[[], tuple[int, int]] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """Build the app; ``on_event`` wakes an in-process worker, ``ready`` checks credentials.
 
@@ -327,6 +328,9 @@ def create_app(
 
     ``clock`` (monotonic seconds) paces what the app does by time: log summaries and the
     queue gauges' refresh.
+
+    ``extra_routes``: pages outside the webhook contract, such as the OAuth2 redirect
+    (``connector.oauth_redirect``); they bring their own checks.
     """
     secret = config.secret.encode("utf-8")
     not_stored = Summarised(log, "callbacks not stored (503)", level=logging.ERROR, clock=clock)
@@ -447,6 +451,7 @@ def create_app(
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_view, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
+            *extra_routes,
         ]
     )
     # A redirect is no use to Keap's HTTP Post: answer every path directly.

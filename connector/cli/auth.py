@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -10,9 +10,14 @@ from connector.cli.base import run_async, settings, typer_app
 from connector.cli.render import visible
 
 if TYPE_CHECKING:
+    from connector.config import Settings
     from connector.keap.auth import AuthStatus
+    from connector.store import Store
 
 app = typer_app("OAuth2 sign-in and token state (never shows a token).")
+
+
+LOGIN_WAIT_SECONDS = 600
 
 
 @app.command("login")
@@ -21,15 +26,27 @@ def auth_login(
         None,
         "--code",
         help="The code (or the whole redirect URL) Keap sent for a login started here; "
-        "skips the prompt.",
+        "finishes it without waiting.",
     ),
     print_url: bool = typer.Option(
         False,
         "--print-url",
-        help="Start a login and only print the URL to open; finish it with --code.",
+        help="Start a login and only print the URL to open; finish it with --code (or let "
+        "`connector serve` answer the redirect).",
+    ),
+    wait: float = typer.Option(
+        LOGIN_WAIT_SECONDS,
+        "--wait",
+        min=1,
+        help="Seconds to wait for Keap to send the browser back to KEAP_REDIRECT_URI.",
     ),
 ) -> None:
-    """Authorize the connector with Keap (OAuth2 authorization-code flow)."""
+    """Authorize the connector with Keap (OAuth2 authorization-code flow).
+
+    Prints the URL to open, then waits until Keap sends the browser back to KEAP_REDIRECT_URI,
+    which `connector serve` answers: no copy and paste. In a terminal, pasting the redirect URL
+    (or its code) works too. Ctrl-C stops waiting.
+    """
     from connector import service
     from connector.keap import auth
 
@@ -47,15 +64,64 @@ def auth_login(
 
     async def run() -> AuthStatus:
         async with service.opened_store(loaded) as store:
-            if code is None:
-                url = await auth.begin_login(loaded, store)
-                typer.echo(f"Open this URL, sign in and allow access:\n\n  {visible(url)}\n")
-                answer = typer.prompt("Paste the URL Keap redirected you to (or just the code)")
-            else:
-                answer = code
-            return await auth.complete_login(loaded, store, answer)
+            if code is not None:
+                return await auth.complete_login(loaded, store, code, outcomes=store)
+            url, state = await auth.start_login(loaded, store)
+            typer.echo(f"Open this URL, sign in and allow access:\n\n  {visible(url)}\n")
+            typer.echo(
+                "Waiting for Keap to send your browser back to "
+                f"{visible(loaded.keap_redirect_uri or '')} (answered by `connector serve`)"
+                + ("; or paste the URL Keap redirected you to here." if _interactive() else ".")
+            )
+            return await _wait_or_paste(loaded, store, state, wait)
 
     typer.echo(f"logged in: {visible(run_async(run()).summary)}")
+
+
+def _interactive() -> bool:
+    import sys
+
+    return sys.stdin.isatty()
+
+
+async def _wait_or_paste(
+    loaded: Settings, store: Store, state: str, wait_seconds: float
+) -> AuthStatus:
+    """The redirect page's outcome, or a URL pasted into the terminal, whichever comes first.
+
+    stdin is read by a daemon thread, so a login finished in the browser never waits for it.
+    """
+    import asyncio
+    import sys
+    import threading
+
+    from connector.keap import auth
+
+    waiting = asyncio.create_task(
+        auth.wait_for_login(store, store, state, wait_seconds=wait_seconds)
+    )
+    if not _interactive():
+        return await waiting
+    loop = asyncio.get_running_loop()
+    pasted: asyncio.Future[str] = loop.create_future()
+
+    def answer(line: str) -> None:
+        if not pasted.done():
+            pasted.set_result(line)
+
+    def read() -> None:
+        line = sys.stdin.readline()
+        if line.strip():
+            loop.call_soon_threadsafe(answer, line)
+
+    threading.Thread(target=read, name="paste", daemon=True).start()
+    either: list[asyncio.Future[Any]] = [waiting, pasted]
+    done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    if waiting in done:
+        pasted.cancel()
+        return waiting.result()
+    waiting.cancel()
+    return await auth.complete_login(loaded, store, pasted.result(), outcomes=store)
 
 
 @app.command("status")

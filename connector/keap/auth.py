@@ -13,6 +13,7 @@ It logs token bodies at DEBUG, which is why this module keeps its loggers at INF
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import logging
 import os
@@ -464,11 +465,17 @@ class AuthStatus:
 
 async def begin_login(settings: Settings, store: TokenStore) -> str:
     """Remember a fresh ``state`` and return the URL the user opens to authorize the app."""
+    url, _ = await start_login(settings, store)
+    return url
+
+
+async def start_login(settings: Settings, store: TokenStore) -> tuple[str, str]:
+    """``begin_login``, also returning the ``state`` (to wait for this login's outcome)."""
     endpoint = TokenEndpoint(OAuthApp.from_settings(settings))
     state = secrets.token_urlsafe(24)
     url = endpoint.authorization_url(state)
     await store.save_login_state(state)
-    return url
+    return url, state
 
 
 def parse_login_answer(answer: str) -> tuple[str, str | None]:
@@ -494,8 +501,10 @@ async def complete_login(
     *,
     adapter: BaseAdapter | None = None,
     now: Now = utcnow,
+    outcomes: LoginOutcomes | None = None,
 ) -> AuthStatus:
-    """Exchange the code from ``answer`` and store the tokens.
+    """Exchange the code from ``answer`` and store the tokens (and, with ``outcomes``, tell an
+    ``auth login`` waiting on this login that it ended).
 
     Only for a login this installation started (``begin_login`` keeps its ``state``): a code
     with none started could be anyone's (a login CSRF), so it is refused before Keap is asked.
@@ -516,7 +525,127 @@ async def complete_login(
     endpoint = TokenEndpoint(OAuthApp.from_settings(settings), adapter=adapter)
     token = await endpoint.exchange(code, now())
     await store.save_token(token)
+    if outcomes is not None:
+        await outcomes.save_checkpoint(LOGIN_OUTCOME, f"{_state_tag(expected)} ok")
     return _status_of(token, now())
+
+
+# --- the redirect, answered by `connector serve` ---------------------------------------------
+
+# How the login of one ``state`` ended, for an ``auth login`` waiting on it in another process:
+# a row of the store's checkpoints, ``"<tag of the state> ok"`` or ``"<tag> error: <reason>"``.
+# The tag is a hash, so the row never holds the state itself.
+LOGIN_OUTCOME = "oauth-login-outcome"
+LOGIN_POLL_SECONDS = 1.0
+
+
+class LoginOutcomes(Protocol):
+    """Where a finished login is recorded (the store's checkpoints)."""
+
+    async def save_checkpoint(self, name: str, data: str) -> None: ...
+
+    async def load_checkpoint(self, name: str) -> str | None: ...
+
+    async def clear_checkpoint(self, name: str) -> None: ...
+
+
+def _state_tag(state: str) -> str:
+    return hashlib.sha256(state.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class RedirectOutcome:
+    """What the redirect page says. ``refused``: not this installation's login (a missing or
+    wrong ``state``); nothing was stored and the login started here, if any, stays open."""
+
+    ok: bool
+    message: str
+    refused: bool = False
+    status: AuthStatus | None = None
+
+
+async def finish_redirect(
+    settings: Settings,
+    store: TokenStore,
+    outcomes: LoginOutcomes,
+    params: Mapping[str, str],
+    *,
+    adapter: BaseAdapter | None = None,
+    now: Now = utcnow,
+) -> RedirectOutcome:
+    """Keap sent the browser back to ``KEAP_REDIRECT_URI`` with ``params`` (code, state, or
+    error): check ``state`` against the login ``auth login``/``init`` started, exchange the code,
+    store the tokens, and record the outcome for the ``auth login`` waiting on it.
+
+    A missing or wrong ``state`` is refused before anything else: the code could be anyone's
+    (a login CSRF). A wrong one puts the started login's state back, so a stray or forged
+    link cannot cancel the real login.
+    """
+    state = params.get("state", "")
+    if not state:
+        return RedirectOutcome(False, "the redirect carries no state", refused=True)
+    expected = await store.take_login_state()
+    if expected is None:
+        return RedirectOutcome(
+            False, "no login is waiting here (or it has finished already)", refused=True
+        )
+    if not secrets.compare_digest(state.encode("utf-8"), expected.encode("utf-8")):
+        await store.save_login_state(expected)
+        return RedirectOutcome(
+            False, "the state does not match the login that was started", refused=True
+        )
+    tag = _state_tag(expected)
+    try:
+        if params.get("error"):
+            raise AuthFlowError(f"Keap did not authorize the app ({scrub(params['error'])})")
+        code = params.get("code", "")
+        if not code:
+            raise AuthFlowError("the redirect carries no authorization code")
+        register_secret(code)
+        endpoint = TokenEndpoint(OAuthApp.from_settings(settings), adapter=adapter)
+        token = await endpoint.exchange(code, now())
+        await store.save_token(token)
+    except ConnectorError as exc:
+        reason = scrub(exc.message)
+        await outcomes.save_checkpoint(LOGIN_OUTCOME, f"{tag} error: {reason}")
+        return RedirectOutcome(False, reason)
+    await outcomes.save_checkpoint(LOGIN_OUTCOME, f"{tag} ok")
+    status = _status_of(token, now())
+    return RedirectOutcome(True, status.summary, status=status)
+
+
+async def wait_for_login(
+    store: TokenStore,
+    outcomes: LoginOutcomes,
+    state: str,
+    *,
+    wait_seconds: float,
+    poll: float = LOGIN_POLL_SECONDS,
+    now: Now = utcnow,
+) -> AuthStatus:
+    """Until the login of ``state`` ends (the redirect page or ``auth login --code``), polling
+    the store; at most ``wait_seconds``. The login stays open after a timeout."""
+    tag = _state_tag(state)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    while True:
+        recorded = await outcomes.load_checkpoint(LOGIN_OUTCOME)
+        if recorded is not None and recorded.startswith(tag + " "):
+            await outcomes.clear_checkpoint(LOGIN_OUTCOME)
+            result = recorded.removeprefix(tag + " ")
+            if result != "ok":
+                raise AuthFlowError(result.removeprefix("error: "))
+            token = await store.load_token()
+            if token is None:
+                raise AuthFlowError("the login finished but no token is stored")
+            return _status_of(token, now())
+        if loop.time() >= deadline:
+            raise AuthFlowError(
+                f"no answer from Keap within {wait_seconds:.0f} s",
+                hint="the login stays open: open the URL again, or finish it with "
+                "`connector auth login --code URL`",
+            )
+        await asyncio.sleep(poll)
 
 
 async def auth_status(
