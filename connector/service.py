@@ -17,9 +17,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import uvicorn
+from starlette.routing import BaseRoute
 
+from connector.alerts import AlertSender, channels_from_settings
 from connector.config import Settings
 from connector.errors import ConfigError
 from connector.keap.auth import ApiKeyAuth, OAuthManager, build_credentials
@@ -42,9 +45,16 @@ def register_secrets(settings: Settings) -> None:
         settings.keap_api_key,
         settings.keap_client_secret,
         settings.connector_webhook_secret,
+        settings.connector_smtp_password,
+        settings.connector_alert_webhook_url,
     ):
         if secret is not None:
             register_secret(secret.get_secret_value())
+    if settings.connector_alert_webhook_url is not None:
+        # The path and query of an alert webhook are its secret (Slack's hooks.slack.com/...).
+        parts = urlsplit(settings.connector_alert_webhook_url.get_secret_value())
+        register_secret(parts.path.strip("/") or None)
+        register_secret(parts.query or None)
 
 
 @asynccontextmanager
@@ -95,6 +105,11 @@ class Runtime:
             lease=timedelta(seconds=settings.connector_lease_seconds),
         )
         return Worker(self.store, self.client, self.policies, self.metrics, options)
+
+    def alert_sender(self) -> AlertSender:
+        """Delivers the alert outbox beside the worker (DESIGN 7a); no channel: it still
+        watches the backlog, and alerts wait in the store for ``connector alerts list``."""
+        return AlertSender(self.store, channels_from_settings(self.settings))
 
 
 @asynccontextmanager
@@ -215,6 +230,7 @@ async def _serve(
     async with runtime(settings) as rt:
         stop, wake = asyncio.Event(), asyncio.Event()
         worker = rt.worker() if with_worker else None
+        sender = rt.alert_sender()
         app = create_app(
             WebhookConfig(
                 secret=secret,
@@ -227,6 +243,7 @@ async def _serve(
             policy=rt.policies,
             on_event=wake.set,
             keap_stats=lambda: (rt.client.stats.calls, rt.client.stats.retries),
+            extra_routes=_redirect_routes(settings, rt.store),
         )
         server = _Server(
             uvicorn.Config(
@@ -246,9 +263,26 @@ async def _serve(
             asyncio.create_task(server.serve(sockets=[sock]), name="webhook"),
             asyncio.create_task(watch_policy(rt.policies, stop), name="policy"),
         ]
+        # The sender runs with --no-worker too: a webhook-only replica still sees the backlog.
+        tasks.append(asyncio.create_task(sender.run(stop), name="alerts"))
         if worker is not None:
             tasks.append(asyncio.create_task(worker.run(stop, wake), name="worker"))
         await _until_stopped(stop, server, tasks)
+
+
+def _redirect_routes(settings: Settings, store: Store) -> list[BaseRoute]:
+    """The OAuth2 redirect page at KEAP_REDIRECT_URI's path, for an OAuth2 app (issue 18)."""
+    from connector.oauth_redirect import redirect_path, redirect_route, reserved
+
+    uri = settings.keap_redirect_uri
+    if settings.uses_api_key or not settings.keap_client_id or uri is None:
+        return []
+    if reserved(redirect_path(uri)):
+        raise ConfigError(
+            f"KEAP_REDIRECT_URI's path {redirect_path(uri)!r} is one the webhook answers",
+            hint="use a path of its own, e.g. https://YOUR-HOST/oauth/callback",
+        )
+    return [redirect_route(settings, store)]
 
 
 async def _until_stopped(
@@ -278,15 +312,19 @@ async def _credentials_problem(rt: Runtime, worker: Worker | None = None) -> str
 async def work(settings: Settings, *, once: bool, dry_run: bool | None = None) -> DrainResult:
     async with runtime(settings) as rt:
         worker = rt.worker(dry_run=dry_run)
+        sender = rt.alert_sender()
         if once:
-            return await worker.drain()
+            drained = await worker.drain()
+            await sender.tick()  # what this run raised goes out before it exits
+            return drained
         stop = asyncio.Event()
         _stop_on_signals(stop)
         _reload_on_sighup(rt.policies)
         watcher = asyncio.create_task(watch_policy(rt.policies, stop), name="policy")
+        alerts = asyncio.create_task(sender.run(stop), name="alerts")
         await worker.run(stop)
         stop.set()
-        await watcher
+        await asyncio.gather(watcher, alerts)
         return DrainResult()
 
 
