@@ -387,23 +387,38 @@ class KeapClient:
                 raise
             return found
 
-    async def apply_tag(self, tag_id: str, contact_ids: Iterable[str]) -> dict[str, str]:
-        """Apply one tag to many contacts, 100 a call; returns Keap's per-contact result."""
+    async def apply_tag(
+        self, tag_id: str, contact_ids: Iterable[str], *, turn_taken: bool = False
+    ) -> dict[str, str]:
+        """Apply one tag to many contacts, 100 a call; returns Keap's per-contact result.
+
+        ``turn_taken``: the caller already waited for this call's turn (``wait_turn``), so the
+        first attempt of the first call does not wait again.
+        """
         results: dict[str, str] = {}
-        for batch in self._batches(contact_ids):
+        for index, batch in enumerate(self._batches(contact_ids)):
             call = _Call(
                 "POST", f"/tags/{_segment(tag_id)}/contacts:applyTags", body={"contact_ids": batch}
             )
-            data = await self._json(call)
+            response = await self._request(call, turn_taken=turn_taken and index == 0)
+            data = self._decode(call, response)
             raw = data.get("results") if isinstance(data, dict) else None
             results.update({str(k): str(v) for k, v in (raw or {}).items()})
         return results
 
-    async def remove_tag(self, tag_id: str, contact_ids: Iterable[str]) -> None:
+    async def remove_tag(
+        self, tag_id: str, contact_ids: Iterable[str], *, turn_taken: bool = False
+    ) -> None:
         """Remove one tag from many contacts, 100 a call; removing an absent tag is harmless."""
-        for batch in self._batches(contact_ids):
+        for index, batch in enumerate(self._batches(contact_ids)):
             path = f"/tags/{_segment(tag_id)}/contacts:removeTags"
-            await self._request(_Call("POST", path, body={"contact_ids": batch}))
+            call = _Call("POST", path, body={"contact_ids": batch})
+            await self._request(call, turn_taken=turn_taken and index == 0)
+
+    async def wait_turn(self) -> None:
+        """Wait for one request's turn at the rate limiter, to spend it on a later call made
+        with ``turn_taken=True``: a tag batch stays open for other events until its turn."""
+        await self._limiter.acquire()
 
     @staticmethod
     def _batches(contact_ids: Iterable[str]) -> list[list[str]]:
@@ -592,11 +607,17 @@ class KeapClient:
             malformed=True,
         )
 
-    async def _request(self, call: _Call) -> httpx.Response:
-        return await self._retry.run(lambda: self._attempt(call), self._on_retry)
+    async def _request(self, call: _Call, *, turn_taken: bool = False) -> httpx.Response:
+        prepaid = [turn_taken]  # only the first attempt may use a turn waited for already
 
-    async def _attempt(self, call: _Call) -> httpx.Response:
-        response, sent = await self._send_once(call)
+        async def attempt() -> httpx.Response:
+            paid, prepaid[0] = prepaid[0], False
+            return await self._attempt(call, paid)
+
+        return await self._retry.run(attempt, self._on_retry)
+
+    async def _attempt(self, call: _Call, paid: bool = False) -> httpx.Response:
+        response, sent = await self._send_once(call, paid)
         if response.status_code == 401 and await self._credentials.on_unauthorized(sent):
             response, _ = await self._send_once(call)
         if response.status_code < 400:
@@ -613,8 +634,11 @@ class KeapClient:
             idempotent=call.idempotent,
         )
 
-    async def _send_once(self, call: _Call) -> tuple[httpx.Response, dict[str, str]]:
-        await self._limiter.acquire()
+    async def _send_once(
+        self, call: _Call, paid: bool = False
+    ) -> tuple[httpx.Response, dict[str, str]]:
+        if not paid:
+            await self._limiter.acquire()
         headers = await self._credentials.headers()
         self.stats.refreshes = getattr(self._credentials, "refreshes", 0)
         self.stats.calls += 1
@@ -631,7 +655,7 @@ class KeapClient:
                 idempotent=call.idempotent,
                 sent=not _never_sent(exc),
             ) from exc
-        self._limiter.observe(response.headers)
+        self._limiter.observe(response.headers, response.status_code)
         logger.debug("%s %s -> %s", call.method, call.display_path, response.status_code)
         return response, headers
 

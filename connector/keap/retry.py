@@ -59,6 +59,8 @@ MAX_DELAY_SECONDS = 30.0
 LOW_BUDGET_FRACTION = 0.2
 LOW_BUDGET_DEFAULT = 50
 MIN_RATE_FACTOR = 0.05
+THROTTLED_FACTOR = 0.8  # a 429: pace at this share of what was sent (multiplicative decrease)
+RECOVERY_STEP = 0.01  # each success after a 429: add back this share of the configured rate
 THROTTLE_HEADER_PREFIXES = ("x-keap-product-throttle", "x-keap-tenant-throttle")
 BODY_EXCERPT_CHARS = 300
 NOT_IMPLEMENTED = 501  # Keap's spec lists it; asking again cannot make Keap implement the call
@@ -225,12 +227,22 @@ class RetryPolicy:
 
 
 class RateLimiter:
-    """Token bucket shared by every request of the process.
+    """Token bucket shared by every request of the process, pacing at what Keap really allows.
 
     A request reserves its token synchronously (no ``await`` between reading and updating the
     bucket), so concurrent tasks cannot both take the last token, and no asyncio lock ties the
     limiter to one event loop. A reservation may drive the bucket negative; that debt is how long
-    the caller sleeps, so callers are served in arrival order at exactly the configured rate.
+    the caller sleeps, so callers are served in arrival order.
+
+    The pace adapts, so a wrong ``KEAP_REQUESTS_PER_SECOND`` costs little (``observe``):
+
+    - Keap's throttle headers say its rate (``limit`` requests per ``interval`` ``time-unit``):
+      the pace never exceeds it, whatever was configured;
+    - a 429 is additive-increase / multiplicative-decrease: the pace drops to
+      ``THROTTLED_FACTOR`` of what was sent, Keap's ``Retry-After`` is honoured by every request
+      of the process (the bucket goes into debt for it), and each success then adds back a
+      little, up to the ceiling;
+    - a low remaining budget slows it in proportion, as before.
     """
 
     def __init__(
@@ -250,6 +262,8 @@ class RateLimiter:
         self._tokens = burst
         self._updated = clock()
         self._factor = 1.0
+        self._keap_rate: float | None = None  # what Keap's headers say it allows
+        self._learned: float | None = None  # AIMD's pace after a 429
         self._lock = threading.Lock()
 
     @property
@@ -259,7 +273,8 @@ class RateLimiter:
 
     @property
     def effective_rate(self) -> float:
-        return self._rate * self._factor
+        ceiling = min(self._rate, self._keap_rate or self._rate, self._learned or self._rate)
+        return ceiling * self._factor
 
     def set_rate(self, rate: float) -> None:
         if rate <= 0:
@@ -281,14 +296,29 @@ class RateLimiter:
             self._tokens -= 1.0
             return 0.0 if self._tokens >= 0 else -self._tokens / self.effective_rate
 
-    def observe(self, headers: Mapping[str, str]) -> None:
-        """Slow down in proportion to how little of Keap's throttle budget is left."""
+    def observe(self, headers: Mapping[str, str], status: int | None = None) -> None:
+        """Learn Keap's pace from one answer: its headers, and whether it was a 429."""
         factor = _budget_factor(headers)
-        if factor is None:
-            return
+        keap_rate = _header_rate(headers)
         with self._lock:
             self._refill(self._clock())
-            self._factor = factor
+            if factor is not None:
+                self._factor = factor
+            if keap_rate is not None:
+                self._keap_rate = keap_rate
+            if status == 429:
+                self._throttled(parse_retry_after(headers.get("retry-after")))
+            elif status is not None and status < 400 and self._learned is not None:
+                self._learned += self._rate * RECOVERY_STEP
+                if self._learned >= self._rate:
+                    self._learned = None
+
+    def _throttled(self, retry_after: float | None) -> None:
+        """Multiplicative decrease, and Keap's pause applied to every later request."""
+        sent_at = min(self._rate, self._keap_rate or self._rate, self._learned or self._rate)
+        self._learned = max(self._rate * MIN_RATE_FACTOR, sent_at * THROTTLED_FACTOR)
+        if retry_after:
+            self._tokens = min(self._tokens, -retry_after * self.effective_rate)
 
     def _refill(self, now: float) -> None:
         elapsed = max(0.0, now - self._updated)
@@ -306,6 +336,21 @@ def _budget_factor(headers: Mapping[str, str]) -> float | None:
         low = limit * LOW_BUDGET_FRACTION if limit else LOW_BUDGET_DEFAULT
         factors.append(min(1.0, max(MIN_RATE_FACTOR, available / max(low, 1.0))))
     return min(factors) if factors else None
+
+
+_UNIT_SECONDS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+
+
+def _header_rate(headers: Mapping[str, str]) -> float | None:
+    """Requests per second Keap's throttle headers allow (the tightest one), if they say."""
+    rates = []
+    for prefix in THROTTLE_HEADER_PREFIXES:
+        limit = _header_int(headers, f"{prefix}-limit")
+        interval = _header_int(headers, f"{prefix}-interval") or 1
+        unit = _UNIT_SECONDS.get((headers.get(f"{prefix}-time-unit") or "").strip().lower())
+        if limit and limit > 0 and unit and interval > 0:
+            rates.append(limit / (interval * unit))
+    return min(rates) if rates else None
 
 
 def _header_int(headers: Mapping[str, str], name: str) -> int | None:

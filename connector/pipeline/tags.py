@@ -15,58 +15,67 @@ TAG_BATCH_SIZE = 100
 
 
 @dataclass
-class _Pending:
+class _Batch:
     contact_ids: list[str] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
-    timer: asyncio.TimerHandle | None = None
+
+    @property
+    def full(self) -> bool:
+        return len(self.contact_ids) >= TAG_BATCH_SIZE
 
 
 class TagBatcher:
     """Coalesces "apply tag T to contact C" from concurrent events into one call per tag.
 
-    Keap v2 applies one tag to many contacts per call; events processed together (a burst of
-    callbacks, a sync page) each wait a few milliseconds so their tag writes share calls.
+    Keap v2 applies one tag to many contacts per call, and tags are the only write Keap lets
+    contacts share, so every shared call is quota saved. A batch stays open until its call's
+    turn at the rate limiter comes: when Keap's throttle makes events wait seconds, every tag
+    write made while the batch waits joins it (up to Keap's 100 ids a call), and no event waits
+    longer than its own turn at the limiter would have made it. ``delay`` is a short gather
+    before the batch even asks for its turn, for clients that are never limited.
     """
 
     def __init__(self, client: KeapClient, delay: float = 0.05) -> None:
         self._client = client
         self._delay = delay
-        self._pending: dict[tuple[str, str], _Pending] = {}
-        self._flushing: set[asyncio.Task[None]] = set()
+        self._open: dict[tuple[str, str], _Batch] = {}
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def submit(self, op: str, tag_id: str, contact_id: str) -> None:
         key = (op, tag_id)
-        batch = self._pending.setdefault(key, _Pending())
+        batch = self._open.get(key)
+        if batch is None:
+            batch = self._open[key] = _Batch()
+            task = asyncio.ensure_future(self._send(key, batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         batch.contact_ids.append(contact_id)
         batch.waiters.append(future)
-        if len(batch.contact_ids) >= TAG_BATCH_SIZE:
-            self._flush_soon(key, 0.0)
-        elif batch.timer is None:
-            batch.timer = asyncio.get_running_loop().call_later(
-                self._delay, self._flush_soon, key, 0.0
-            )
+        if batch.full:
+            self._close(key, batch)
         await future
 
-    def _flush_soon(self, key: tuple[str, str], _: float) -> None:
-        batch = self._pending.pop(key, None)
-        if batch is None:
-            return
-        if batch.timer is not None:
-            batch.timer.cancel()
-        task = asyncio.ensure_future(self._flush(key, batch))
-        self._flushing.add(task)
-        task.add_done_callback(self._flushing.discard)
+    def _close(self, key: tuple[str, str], batch: _Batch) -> None:
+        """No more joins: later writes of this tag open the next batch."""
+        if self._open.get(key) is batch:
+            del self._open[key]
 
-    async def _flush(self, key: tuple[str, str], batch: _Pending) -> None:
+    async def _send(self, key: tuple[str, str], batch: _Batch) -> None:
         op, tag_id = key
-        call = self._client.apply_tag if op == "add" else self._client.remove_tag
         try:
-            await call(tag_id, sorted(set(batch.contact_ids)))
+            await asyncio.sleep(self._delay)
+            await self._client.wait_turn()
+            self._close(key, batch)
+            call = self._client.apply_tag if op == "add" else self._client.remove_tag
+            await call(tag_id, sorted(set(batch.contact_ids)), turn_taken=True)
         except BaseException as exc:  # every waiter must learn the outcome, whatever it is
+            self._close(key, batch)
             for waiter in batch.waiters:
                 if not waiter.done():
                     waiter.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             return
         for waiter in batch.waiters:
             if not waiter.done():

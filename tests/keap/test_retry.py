@@ -326,3 +326,70 @@ def test_shared_limiter_is_one_per_process() -> None:
 def test_limiter_refuses_nonsense() -> None:
     with pytest.raises(ValueError, match="rate"):
         RateLimiter(0)
+
+
+# --- adaptive pacing ---------------------------------------------------------------------------
+
+KEAP_5_PER_SECOND = {
+    "x-keap-product-throttle-limit": "5",
+    "x-keap-product-throttle-interval": "1",
+    "x-keap-product-throttle-time-unit": "second",
+}
+
+
+def test_keaps_headers_cap_a_rate_configured_too_high() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(20.0, clock=clock.now, sleep=clock.sleep)
+    limiter.observe(KEAP_5_PER_SECOND, 200)
+    assert limiter.effective_rate == pytest.approx(5.0)
+    limiter.observe(
+        {
+            "x-keap-tenant-throttle-limit": "5000",
+            "x-keap-tenant-throttle-interval": "1",
+            "x-keap-tenant-throttle-time-unit": "minute",
+        },
+        200,
+    )
+    assert limiter.effective_rate == pytest.approx(20.0), "83/s allowed: the configured 20 holds"
+
+
+def test_a_429_slows_down_and_successes_recover_additively() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(10.0, clock=clock.now, sleep=clock.sleep)
+    limiter.observe({}, 429)
+    assert limiter.effective_rate == pytest.approx(8.0)
+    limiter.observe({}, 429)
+    assert limiter.effective_rate == pytest.approx(6.4)
+    for _ in range(10):
+        limiter.observe({}, 200)
+    assert limiter.effective_rate == pytest.approx(7.4)
+    for _ in range(100):
+        limiter.observe({}, 200)
+    assert limiter.effective_rate == pytest.approx(10.0), "never beyond the configured rate"
+
+
+async def test_retry_after_holds_back_every_later_request() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(10.0, clock=clock.now, sleep=clock.sleep)
+    limiter.observe({"retry-after": "3"}, 429)
+    await limiter.acquire()
+    assert sum(clock.sleeps) >= 3.0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-keap-product-throttle-limit": "x"},
+        {"x-keap-product-throttle-limit": "5", "x-keap-product-throttle-time-unit": "fortnight"},
+        {"x-keap-product-throttle-limit": "0", "x-keap-product-throttle-time-unit": "second"},
+        {
+            "x-keap-product-throttle-limit": "5",
+            "x-keap-product-throttle-interval": "-1",
+            "x-keap-product-throttle-time-unit": "second",
+        },
+    ],
+)
+def test_headers_that_say_nothing_usable_change_nothing(headers: dict[str, str]) -> None:
+    limiter = RateLimiter(10.0)
+    limiter.observe(headers, 200)
+    assert limiter.effective_rate == pytest.approx(10.0)
