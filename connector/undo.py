@@ -1,8 +1,9 @@
 """Reversing what the connector did, where Keap allows it; the undo is itself a step on record.
 
 A blanked address is put back in the field it was removed from, from the value the audit log
-kept; a promotion is reversed by moving the bounced address back into EMAIL1. An opt-out is not
-reversed: Keap lets the API re-opt-in an address only from a few manual statuses, never from a
+kept; a promotion is reversed by moving the bounced address back into EMAIL1; an expired
+opt-out's re-opt-in (``reopt_in``) is reversed by opting the address out again. An opt-out is
+not reversed: Keap lets the API re-opt-in an address only from a few manual statuses, never from a
 bounce status, and mailing an address that bounced hurts the sender's reputation; a human must
 decide that in Keap itself.
 
@@ -31,6 +32,8 @@ async def undo(store: Store, client: KeapClient, action_id: int) -> str:
     _check(step, entry, action_id)
     if step.kind is StepKind.PROMOTE:
         return await _demote(store, client, entry, step)
+    if step.kind is StepKind.REOPT_IN:
+        return await _opt_out_again(store, client, entry, step)
     return await _restore(store, client, entry, step)
 
 
@@ -46,10 +49,10 @@ def _check(step: StepRecord, entry: AuditEntry, action_id: int) -> None:
             "back in",
             hint="if the address is good again, opt it in by hand in Keap (contact > email status)",
         )
-    if step.kind not in (StepKind.BLANK_EMAIL, StepKind.PROMOTE):
+    if step.kind not in (StepKind.BLANK_EMAIL, StepKind.PROMOTE, StepKind.REOPT_IN):
         raise InputError(
-            f"action {action_id} is a {step.kind.value} step; only a blanked or promoted "
-            "address can be undone here",
+            f"action {action_id} is a {step.kind.value} step; only a blanked, promoted or "
+            "re-opted-in address can be undone here",
             hint="remove tags, notes or tasks in Keap if they are unwanted",
         )
 
@@ -99,6 +102,35 @@ async def _demote(store: Store, client: KeapClient, entry: AuditEntry, step: Ste
         f"restored {mask_email(bounced)} to EMAIL1 and {mask_email(spare)} to {field} of "
         f"contact {entry.contact_id}"
     )
+
+
+async def _opt_out_again(
+    store: Store, client: KeapClient, entry: AuditEntry, step: StepRecord
+) -> str:
+    """An expired opt-out's re-opt-in reversed: Keap lets the API opt any address out."""
+    email = (step.after or {}).get("email") or (step.before or {}).get("email") or ""
+    if not email:
+        raise InputError(f"action {entry.id} did not record the address it opted in")
+    status = await client.set_email_opt_status(
+        email, opted_in=False, reason=f"undo of bounce retest (action {entry.id})"
+    )
+    record = StepRecord(
+        kind=StepKind.UNDO,
+        subject=str(entry.id),
+        outcome=Outcome.DONE,
+        before={"email": email, "status": (step.after or {}).get("status")},
+        after={"email": email, "status": status.status, "result": "opted out again"},
+    )
+    write = to_audit(
+        record,
+        event_id=entry.event_id,
+        contact_id=entry.contact_id,
+        detail=f"undo of action {entry.id}",
+        dry_run=False,
+    )
+    await store.write_audit(write)
+    await store.mark_undone(entry.id)
+    return f"opted {mask_email(email)} out again (undo of the retest, action {entry.id})"
 
 
 def holds(address: EmailAddress | None, email: str) -> bool:

@@ -195,3 +195,13 @@ def test_the_default_never_blanks_and_always_notes_what_it_does(
         assert kind.category in (BounceCategory.HARD, BounceCategory.SOFT) or (
             kind is BounceType.UNSUBSCRIBE_REQUEST
         )
+
+
+def test_default_opens_incidents_on_mail_blocks_and_leaves_expire_commented() -> None:
+    policy = default_policy()
+    assert policy.incidents is not None
+    assert set(policy.incidents.bounce_types) == set(BLOCKS)
+    assert (policy.incidents.threshold, policy.incidents.within) == (10, timedelta(hours=1))
+    assert all(rule.expire is None and not rule.notify for rule in policy.rules)
+    for example in ("# protect_tags =", 'action = "promote"', 'expire = "90d"'):
+        assert example in DEFAULT_POLICY_TEXT

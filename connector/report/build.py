@@ -36,6 +36,7 @@ from connector.pipeline.outcome import (
     from_audit,
     tally,
 )
+from connector.policy.model import address_domain
 from connector.store import AuditEntry, Event, Store
 
 # The store API has no paging; this is far above any real period's volume.
@@ -91,12 +92,33 @@ class DayCounts:
 
 
 @dataclass(frozen=True)
+class IncidentLine:
+    """A sender-side incident at a receiving domain (DESIGN 7a), open or recent."""
+
+    domain: str
+    opened_at: datetime
+    closed_at: datetime | None
+    bounces: int  # counted at the domain since the window that opened it
+    peak: int  # the highest count inside one window
+
+    def text(self) -> str:
+        since = f"{self.opened_at:%Y-%m-%d %H:%M} UTC"
+        state = (
+            f"open at {self.domain} since {since}"
+            if self.closed_at is None
+            else f"closed at {self.domain} ({since} to {self.closed_at:%Y-%m-%d %H:%M} UTC)"
+        )
+        return f"Incident {state}: {self.bounces} bounce(s), at most {self.peak} in one window"
+
+
+@dataclass(frozen=True)
 class Report:
     since: datetime
     until: datetime
     rows: list[ReportRow]
     totals: Totals
     daily: list[DayCounts] = field(default_factory=list)
+    incidents: list[IncidentLine] = field(default_factory=list)  # open ones and the period's
 
     @property
     def bounce_types(self) -> list[str]:
@@ -125,7 +147,29 @@ async def build_report(store: Store, since: datetime, now: datetime) -> Report:
         rows=rows,
         totals=_totals(rows),
         daily=_daily(events, since, now),
+        incidents=await _incidents(store, since, now),
     )
+
+
+async def _incidents(store: Store, since: datetime, now: datetime) -> list[IncidentLine]:
+    """Incidents open now or opened or closed in the period; the open ones first."""
+    found = [i for i in await store.list_incidents(since) if i.opened_at <= now]
+    lines = [IncidentLine(i.domain, i.opened_at, i.closed_at, i.bounces, i.peak) for i in found]
+    return sorted(lines, key=lambda i: (i.closed_at is not None, -i.opened_at.timestamp()))
+
+
+def row_incident(report: Report, row: ReportRow) -> str | None:
+    """The incident at the row's receiving domain in the report's words (CSV/JSON ``incident``)."""
+    found = incident_for(report, row.address or (row.emails[0] if row.emails else None))
+    return found.text() if found is not None else None
+
+
+def incident_for(report: Report, email: str | None) -> IncidentLine | None:
+    """The report's incident at the address's receiving domain, the open one first."""
+    if not email:
+        return None
+    domain = address_domain(email)
+    return next((i for i in report.incidents if i.domain == domain), None)
 
 
 async def _group_by_contact(
@@ -268,10 +312,11 @@ def _failed(steps: Iterable[StepRecord]) -> int:
 
 
 def _written(steps: Sequence[StepRecord]) -> list[str]:
-    """Notes and tasks, the latest record of each, as the codec describes them."""
+    """Notes, tasks and alerts (``notify``), the latest record of each, as the codec
+    describes them."""
     latest: dict[str, StepRecord] = {}
     for step in steps:
-        if step.kind in (StepKind.NOTE, StepKind.TASK):
+        if step.kind in (StepKind.NOTE, StepKind.TASK, StepKind.NOTIFY):
             latest[step.key] = step
     return [step.describe() for step in latest.values()]
 

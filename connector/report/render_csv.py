@@ -15,7 +15,7 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TextIO
 
-from connector.report.build import Report, ReportRow, iso, type_label
+from connector.report.build import Report, ReportRow, iso, row_incident, type_label
 
 _FORMULA_STARTS = ("=", "+", "-", "@")
 _RAW_STARTS = ("\t", "\r")
@@ -84,7 +84,7 @@ def flat_columns(report: Report) -> list[str]:
     head = ["contact_id", "emails", "total"]
     tail = ["first_bounce_at", "last_bounce_at", "status", "outcome", "action", "action_at"]
     extra = ["planned_action", "tags", "planned_tags", "action_outcome", "name", "address"]
-    return [*head, *types, *tail, *extra]
+    return [*head, *types, *tail, *extra, "incident"]
 
 
 def flat_row(report: Report, row: ReportRow) -> list[str]:
@@ -107,6 +107,7 @@ def flat_row(report: Report, row: ReportRow) -> list[str]:
         row.action_outcome,
         row.name or "",
         row.address or "",
+        row_incident(report, row) or "",
     ]
 
 

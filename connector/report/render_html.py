@@ -90,6 +90,7 @@ def render_html(report: Report, *, contact_url: str | None = None) -> str:
         totals=report.totals,
         groups=groups,
         has_rows=bool(report.rows),
+        incidents=[(i.closed_at is None, i.text()) for i in report.incidents],
         generated=f"{report.until:%Y-%m-%d %H:%M} UTC",
     )
 

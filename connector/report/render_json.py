@@ -11,12 +11,18 @@ Shape (``version`` 1; keys sorted, times ISO 8601 in UTC, dates ``YYYY-MM-DD``):
                "planned_action": "blank_email"|"opt_out"|null,
                "tags": [STR], "planned_tags": ["+TAG"|"-TAG"],
                "action_outcome": STR, "outcomes": {"KIND OUTCOME (REASON)": INT},
-               "name": STR|null, "address": STR|null}],
+               "name": STR|null, "address": STR|null,
+               "incident": STR|null}],
      "totals": {"contacts": INT, "bounces": INT, "by_type": {TYPE: INT},
                 "by_action": {"blank_email": INT, "opt_out": INT, "none": INT},
                 "planned_by_action": {"blank_email": INT, "opt_out": INT},
                 "by_outcome": {"KIND OUTCOME (REASON)": INT}},
-     "daily": [{"date": DATE, "counts": {TYPE: INT}}]}
+     "daily": [{"date": DATE, "counts": {TYPE: INT}}],
+     "incidents": [{"domain": STR, "open": BOOL, "opened_at": TIME, "closed_at": TIME|null,
+                    "bounces": INT, "peak": INT}]}
+
+``incident`` and ``incidents`` (DESIGN 7a) were added later; scripts that ignore unknown keys
+read the shape as before.
 
 ``TYPE`` is a bounce-type slug (DESIGN.md section 3). ``planned_*`` come from dry runs: they are
 what the connector would have done, and are never counted as done.
@@ -27,7 +33,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from connector.report.build import Report, ReportRow, iso
+from connector.report.build import Report, ReportRow, iso, row_incident
 
 REPORT_VERSION = 1
 
@@ -38,7 +44,7 @@ def report_dict(report: Report) -> dict[str, Any]:
     return {
         "version": REPORT_VERSION,
         "period": {"since": iso(report.since), "until": iso(report.until)},
-        "rows": [_row_dict(row) for row in report.rows],
+        "rows": [{**_row_dict(row), "incident": row_incident(report, row)} for row in report.rows],
         "totals": {
             "contacts": totals.contacts,
             "bounces": totals.bounces,
@@ -48,6 +54,17 @@ def report_dict(report: Report) -> dict[str, Any]:
             "by_outcome": totals.by_outcome,
         },
         "daily": [{"date": d.day.isoformat(), "counts": d.counts} for d in report.daily],
+        "incidents": [
+            {
+                "domain": i.domain,
+                "open": i.closed_at is None,
+                "opened_at": iso(i.opened_at),
+                "closed_at": iso(i.closed_at),
+                "bounces": i.bounces,
+                "peak": i.peak,
+            }
+            for i in report.incidents
+        ],
     }
 
 

@@ -51,7 +51,8 @@ def render_table(report: Report) -> Table:
     """The page for a person, in a terminal: contacts grouped by what they need, the same
     words as the HTML page. Cells are ``Text``, never markup."""
     title = f"Bounce report: {period_text(report)}"
-    table = Table(title=Text(title), caption=Text(visible(summary_line(report))), show_lines=True)
+    caption = "\n".join([summary_line(report), *(i.text() for i in report.incidents)])
+    table = Table(title=Text(title), caption=Text(visible(caption)), show_lines=True)
     for column in ("contact", "bounces", "what the connector did", "status", "left to do"):
         table.add_column(column)
     grouped: dict[Group, list[ReportRow]] = {group: [] for group in Group}

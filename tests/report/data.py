@@ -153,7 +153,7 @@ def _expected_csv(row: dict[str, Any], types: list[str]) -> dict[str, str]:
         "planned_tags": "; ".join(row["planned_tags"]),
     }
     names = ("first_bounce_at", "last_bounce_at", "status", "outcome", "action", "action_outcome")
-    names += ("name", "address")
+    names += ("name", "address", "incident")
     for name in names:
         out[name] = row[name] or ""
     out["action_at"] = row["action_at"] or ""

@@ -12,7 +12,8 @@ async def test_json_is_stable_and_documented(report: rpt.Report) -> None:
     text = rpt.render_json(report)
     data = json.loads(text)
     assert text == json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-    assert set(data) == {"version", "period", "rows", "totals", "daily"}
+    assert set(data) == {"version", "period", "rows", "totals", "daily", "incidents"}
+    assert data["incidents"] == []
     assert data["period"] == {"since": "2026-03-03T12:00:00+00:00", "until": NOW.isoformat()}
     assert data["daily"][0] == {"date": "2026-03-03", "counts": {}}
     alice = data["rows"][0]
@@ -35,5 +36,6 @@ async def test_json_is_stable_and_documented(report: rpt.Report) -> None:
         "outcomes",
         "name",
         "address",
+        "incident",
     }
     assert rpt.render_json(report) == text
