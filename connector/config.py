@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # Alerts (DESIGN 7a): recipients, and a webhook (Slack-compatible) whose URL is a secret.
     connector_alert_email: str | None = None
     connector_alert_webhook_url: SecretStr | None = None
+    # Issue 18: the public HTTPS address of the proxy in front of `serve` (what Keap calls);
+    # `init` writes it, `triggers` uses it when --public-url is not given.
+    connector_public_url: str | None = None
 
     @field_validator("connector_alert_email")
     @classmethod
@@ -122,6 +125,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "expected a link with {contact_id}, e.g. https://x.infusionsoft.com/..."
             )
+        return _http_url(value.strip())
+
+    @field_validator("connector_public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
         return _http_url(value.strip())
 
     @field_validator("connector_smtp_host", "connector_smtp_user", "connector_mail_from")

@@ -29,6 +29,7 @@ from connector.cli import (
     db,
     doctor,
     events,
+    init,
     policy,
     report,
     sandbox,
@@ -62,6 +63,7 @@ def main() -> None:
 
 
 # The order of `connector --help`: the single commands, then the groups.
+app.command()(init.init)
 app.command()(serve.serve)
 app.command()(serve.worker)
 app.add_typer(auth.app, name="auth")

@@ -98,7 +98,8 @@ def _public_url(value: str | None) -> tuple[str, list[str]]:
     """The base URL Keap will call, and warnings about it (Keap posts to ports 80/443 only)."""
     if value is None:
         return PLACEHOLDER_URL, [
-            f"no --public-url given: the URLs start with {PLACEHOLDER_URL}; "
+            "no --public-url given (nor CONNECTOR_PUBLIC_URL): the URLs start with "
+            f"{PLACEHOLDER_URL}; "
             "pass the HTTPS address Keap will call (the host in front of `connector serve`)"
         ]
     parts = urlsplit(value.strip())
@@ -119,7 +120,8 @@ def triggers(
     public_url: str | None = typer.Option(
         None,
         "--public-url",
-        help="The HTTPS address Keap will call (the proxy in front of `connector serve`).",
+        help="The HTTPS address Keap will call (the proxy in front of `connector serve`); "
+        "default CONNECTOR_PUBLIC_URL.",
     ),
     show_key: bool = typer.Option(
         False, "--show-key", help="Show CONNECTOR_WEBHOOK_SECRET in the URLs (masked otherwise)."
@@ -129,8 +131,8 @@ def triggers(
     """The Keap setup sheet: one trigger per bounce type, with the URL and name/value pairs."""
     from connector import policy as policies
 
-    base, warnings = _public_url(public_url)
     loaded = settings()
+    base, warnings = _public_url(public_url or loaded.connector_public_url)
     secret = loaded.connector_webhook_secret
     key = secret.get_secret_value() if secret is not None else None
     if key is None:
