@@ -130,6 +130,7 @@ def test_a_wrong_or_missing_state_is_refused_and_nothing_stored(
     assert landed.status_code == 200, landed.text
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
+    assert "logged in" in out
     assert stored_token(oauth) is not None
 
     again = _callback(served, "?" + landed.url.query.decode())  # the redirect, replayed
