@@ -127,7 +127,7 @@ async def runtime(settings: Settings, *, create_if_empty: bool = True) -> AsyncI
     async with opened_store(settings, create_if_empty=create_if_empty) as store:
         credentials = build_credentials(settings, store)
         # Keap's ceiling is per credential across every process, so pace through the store.
-        limiter = SharedRateLimiter(settings.requests_per_second, store)
+        limiter = SharedRateLimiter(settings.requests_per_second, store, cautious_start=True)
         async with KeapClient(settings, credentials, limiter=limiter) as client:
             yield Runtime(settings, store, policies, client, credentials, Metrics())
 

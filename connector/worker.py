@@ -20,6 +20,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from connector.alerts import Alert, AlertKind, raise_alert
 from connector.errors import (
@@ -127,29 +128,60 @@ class Worker:
     async def run(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
         """Process events until ``stop`` is set; ``wake`` cuts the idle wait short.
 
+        Continuous: up to ``concurrency`` events are in flight, and a new one is claimed as
+        soon as one ends, so one slow event (a Keap retry, a long wait at the rate limiter)
+        never holds the others' slots. On ``stop`` the events in flight run to their end.
+
         A store that fails (disk full, read-only, locked) stops the work, not the loop: in
         ``serve`` the worker shares the process with the webhook, which must keep answering
         (503 while nothing can be stored) and take callbacks again as soon as it can. Events
         whose outcome could not be recorded keep their lease and are taken again after it.
         """
         wake = wake or asyncio.Event()
+        inflight: dict[int, asyncio.Task[str]] = {}
+        keeper = asyncio.ensure_future(self._keep_leases(inflight))
         store_failing = False
-        while not stop.is_set():
-            try:
-                result = await self.drain_once()
-            except StoreUnavailableError as exc:
-                if not store_failing:
-                    log.error("the store failed; the worker retries every few seconds: %s", exc)
-                store_failing = True
-                await _first_of(stop, asyncio.Event(), STORE_RETRY_SECONDS)
-                continue
-            if store_failing:
-                log.info("the store answers again; the worker resumes")
-                store_failing = False
-            if result.processed and not self._paused():
-                continue
-            wake.clear()
-            await _first_of(stop, wake, self._idle_wait())
+        try:
+            while not stop.is_set():
+                try:
+                    claimed = await self._claim_for(inflight)
+                except StoreUnavailableError as exc:
+                    if not store_failing:
+                        log.error("the store failed; the worker retries every few seconds: %s", exc)
+                    store_failing = True
+                    await _first_of(stop, asyncio.Event(), STORE_RETRY_SECONDS, inflight)
+                    continue
+                if store_failing:
+                    log.info("the store answers again; the worker resumes")
+                    store_failing = False
+                if claimed and len(inflight) >= self._options.concurrency:
+                    await _first_of(stop, asyncio.Event(), None, inflight)
+                    continue
+                if claimed and not self._paused():
+                    continue
+                wake.clear()
+                await _first_of(stop, wake, self._idle_wait(), inflight)
+        finally:
+            if inflight:
+                await asyncio.gather(*inflight.values(), return_exceptions=True)
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+
+    async def _claim_for(self, inflight: dict[int, asyncio.Task[str]]) -> int:
+        """Claim what the free slots can take and start each event; returns how many."""
+        await self._keep_credentials_alive()
+        if self._paused():
+            return 0
+        await self.due_checks()
+        free = self._options.concurrency - len(inflight)
+        if free <= 0:
+            return 0
+        events = await self._store.claim_events(free, self._options.lease, self._owner)
+        for event in events:
+            task = asyncio.ensure_future(self.process(event))
+            inflight[event.id] = task
+            task.add_done_callback(partial(_ended, inflight, event.id))
+        return len(events)
 
     async def drain(self) -> DrainResult:
         """Process everything due now (``connector worker --once``)."""
@@ -355,9 +387,26 @@ def dead_event_alert(event: Event, error: str) -> Alert:
     return Alert(AlertKind.DEAD_EVENT, f"event {event.id}", text, details)
 
 
-async def _first_of(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
-    """Wait until ``stop`` or ``wake`` is set, or ``seconds`` have passed."""
+async def _first_of(
+    stop: asyncio.Event,
+    wake: asyncio.Event,
+    seconds: float | None,
+    inflight: dict[int, asyncio.Task[str]] | None = None,
+) -> None:
+    """Wait until ``stop`` or ``wake`` is set, an event in flight ends, or ``seconds`` pass."""
     waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    await asyncio.wait(waiters, timeout=seconds, return_when="FIRST_COMPLETED")
+    running = list((inflight or {}).values())
+    await asyncio.wait([*waiters, *running], timeout=seconds, return_when="FIRST_COMPLETED")
     for waiter in waiters:
         waiter.cancel()
+
+
+def _ended(inflight: dict[int, asyncio.Task[str]], event_id: int, task: asyncio.Task[str]) -> None:
+    """An event's slot is free again; a failure the event could not record is logged here (the
+    event keeps its lease and is taken again after it)."""
+    inflight.pop(event_id, None)
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("event %s: its outcome could not be recorded: %s", event_id, exc)

@@ -63,8 +63,9 @@ class SharedRateLimiter(RateLimiter):
         max_batch: int = MAX_BATCH,
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
+        cautious_start: bool = False,
     ) -> None:
-        super().__init__(rate, clock=clock, sleep=sleep)
+        super().__init__(rate, clock=clock, sleep=sleep, cautious_start=cautious_start)
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._store = store

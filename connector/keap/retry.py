@@ -61,6 +61,8 @@ LOW_BUDGET_DEFAULT = 50
 MIN_RATE_FACTOR = 0.05
 THROTTLED_FACTOR = 0.8  # a 429: pace at this share of what was sent (multiplicative decrease)
 RECOVERY_STEP = 0.01  # each success after a 429: add back this share of the configured rate
+SAFE_START_RATE = 4.0  # requests/s: under Keap's 5/s service-key SpikeArrest (keap-api.md 5)
+DECREASE_EVERY = 1.0  # seconds: 429s of requests sent together count as one signal
 THROTTLE_HEADER_PREFIXES = ("x-keap-product-throttle", "x-keap-tenant-throttle")
 BODY_EXCERPT_CHARS = 300
 NOT_IMPLEMENTED = 501  # Keap's spec lists it; asking again cannot make Keap implement the call
@@ -252,6 +254,7 @@ class RateLimiter:
         burst: float = 1.0,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        cautious_start: bool = False,
     ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be positive and burst at least 1")
@@ -263,7 +266,12 @@ class RateLimiter:
         self._updated = clock()
         self._factor = 1.0
         self._keap_rate: float | None = None  # what Keap's headers say it allows
-        self._learned: float | None = None  # AIMD's pace after a 429
+        # AIMD's pace after a 429. A cautious start paces at Keap's safe key rate until Keap's
+        # headers state its real rate, so a rate configured too high costs no 429 burst.
+        self._learned: float | None = min(rate, SAFE_START_RATE) if cautious_start else None
+        if self._learned == rate:
+            self._learned = None
+        self._decreased_at: float | None = None
         self._lock = threading.Lock()
 
     @property
@@ -273,8 +281,11 @@ class RateLimiter:
 
     @property
     def effective_rate(self) -> float:
+        """The pace now: the tightest of the configured rate, Keap's stated rate and what 429s
+        taught. A low remaining budget slows it only when Keap does not state its rate: pacing
+        exactly at a stated rate keeps the budget near empty by design."""
         ceiling = min(self._rate, self._keap_rate or self._rate, self._learned or self._rate)
-        return ceiling * self._factor
+        return ceiling if self._keap_rate is not None else ceiling * self._factor
 
     def set_rate(self, rate: float) -> None:
         if rate <= 0:
@@ -305,6 +316,8 @@ class RateLimiter:
             if factor is not None:
                 self._factor = factor
             if keap_rate is not None:
+                if self._keap_rate is None and self._decreased_at is None:
+                    self._learned = None  # the cautious start ends: Keap said its rate
                 self._keap_rate = keap_rate
             if status == 429:
                 self._throttled(parse_retry_after(headers.get("retry-after")))
@@ -314,9 +327,13 @@ class RateLimiter:
                     self._learned = None
 
     def _throttled(self, retry_after: float | None) -> None:
-        """Multiplicative decrease, and Keap's pause applied to every later request."""
-        sent_at = min(self._rate, self._keap_rate or self._rate, self._learned or self._rate)
-        self._learned = max(self._rate * MIN_RATE_FACTOR, sent_at * THROTTLED_FACTOR)
+        """Multiplicative decrease, once per ``DECREASE_EVERY`` seconds however many requests
+        in flight come back 429 together; and Keap's pause applied to every later request."""
+        now = self._clock()
+        if self._decreased_at is None or now - self._decreased_at >= DECREASE_EVERY:
+            self._decreased_at = now
+            sent_at = min(self._rate, self._keap_rate or self._rate, self._learned or self._rate)
+            self._learned = max(self._rate * MIN_RATE_FACTOR, sent_at * THROTTLED_FACTOR)
         if retry_after:
             self._tokens = min(self._tokens, -retry_after * self.effective_rate)
 

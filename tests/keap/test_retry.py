@@ -337,6 +337,12 @@ KEAP_5_PER_SECOND = {
 }
 
 
+def test_a_stated_rate_is_not_slowed_further_by_an_empty_budget() -> None:
+    limiter = RateLimiter(20.0)
+    limiter.observe({**KEAP_5_PER_SECOND, "x-keap-product-throttle-available": "0"}, 200)
+    assert limiter.effective_rate == pytest.approx(5.0)
+
+
 def test_keaps_headers_cap_a_rate_configured_too_high() -> None:
     clock = FakeClock()
     limiter = RateLimiter(20.0, clock=clock.now, sleep=clock.sleep)
@@ -358,6 +364,9 @@ def test_a_429_slows_down_and_successes_recover_additively() -> None:
     limiter = RateLimiter(10.0, clock=clock.now, sleep=clock.sleep)
     limiter.observe({}, 429)
     assert limiter.effective_rate == pytest.approx(8.0)
+    limiter.observe({}, 429)
+    assert limiter.effective_rate == pytest.approx(8.0), "429s sent together are one signal"
+    clock.t += 1.0
     limiter.observe({}, 429)
     assert limiter.effective_rate == pytest.approx(6.4)
     for _ in range(10):
@@ -393,3 +402,18 @@ def test_headers_that_say_nothing_usable_change_nothing(headers: dict[str, str])
     limiter = RateLimiter(10.0)
     limiter.observe(headers, 200)
     assert limiter.effective_rate == pytest.approx(10.0)
+
+
+def test_a_cautious_start_paces_safely_until_keap_states_its_rate() -> None:
+    limiter = RateLimiter(20.0, cautious_start=True)
+    assert limiter.effective_rate == pytest.approx(4.0)
+    limiter.observe(
+        {
+            "x-keap-product-throttle-limit": "25",
+            "x-keap-product-throttle-interval": "1",
+            "x-keap-product-throttle-time-unit": "second",
+        },
+        200,
+    )
+    assert limiter.effective_rate == pytest.approx(20.0), "Keap allows more than configured"
+    assert RateLimiter(3.0, cautious_start=True).effective_rate == pytest.approx(3.0)
