@@ -6,9 +6,12 @@ is pure (:mod:`connector.pipeline.plan`) and only the executor writes to Keap.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from connector.alerts import Alert, AlertKind, raise_alert
 from connector.bounces import BounceType
@@ -40,14 +43,48 @@ class Finished:
         return self.skipped if self.skipped is not None else summary(self.records)
 
 
+class ContactLocks:
+    """One event per contact at a time in this process.
+
+    A bounce episode's note and task are decided from the contact's earlier steps; an event of
+    the same contact planned at the same moment would not see them yet and write its own.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    def held(self) -> set[str]:
+        """The contacts with an event in flight (or waiting); for diagnostics and tests."""
+        return set(self._locks)
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._locks[key]
+
+
 @dataclass(frozen=True)
 class Pipeline:
     store: Store
     client: KeapClient
     policy: Policy
     executor: Executor
+    locks: ContactLocks = field(default_factory=ContactLocks, compare=False)
 
     async def run(self, event: Event) -> Finished:
+        subject = event.contact_id or f"email:{(event.email or '').lower()}"
+        async with self.locks.hold(subject):
+            return await self._run(event)
+
+    async def _run(self, event: Event) -> Finished:
         found = await self.target(event)
         if isinstance(found, str):
             return Finished((), found)

@@ -17,7 +17,7 @@ import pytest
 from rich.console import Console
 
 from connector.metrics import Metrics
-from connector.policy import default_policy
+from connector.policy import default_policy, parse_policy
 from connector.report import build_report, render_csv, render_html, render_json, render_table
 from tests.cli.runner import run
 from tests.fixtures_pipeline import Harness
@@ -101,3 +101,22 @@ async def test_report_in_every_format_and_metrics_say_the_same(
     assert wanted in text
     episode = 'kind="task",outcome="skipped",reason="same_episode"} 1.0'
     assert episode in text
+
+
+async def test_bounces_of_one_contact_processed_together_write_one_note_and_task(
+    harness: Harness,
+) -> None:
+    """Events of one contact claimed in one batch are planned one after the other, so the
+    second sees the first's note and task (one per address and bounce episode)."""
+    cid = harness.contact(EMAIL)
+    policy = parse_policy(
+        '[[rule]]\nbounce = ["hard_bounce", "general_bounce", "transient_bounce"]\n'
+        'note = true\ntask = "Check {email}"\n',
+        "episode",
+    )
+    for bounce in ("hard_bounce", "general_bounce", "transient_bounce"):
+        await harness.event(cid, bounce, EMAIL)
+    result = await harness.worker(policy, concurrency=3).drain()
+    assert result.done == 3
+    assert len(harness.notes_of(cid)) == 1
+    assert len(harness.sandbox.state.tasks_of(cid)) == 1
