@@ -13,13 +13,17 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from connector import mail
 from connector import report as rpt
+from connector.alerts import AlertSender, EmailChannel
+from connector.metrics import Metrics
 from connector.pipeline.outcome import Outcome, SkipReason, StepKind, records
 from connector.policy import Policy, parse_policy
 from connector.store import open_store
 from connector.undo import undo
 from connector.worker import Worker, WorkerOptions
 from tests.fixtures_pipeline import Harness
+from tests.smtp_server import smtp_server
 
 INCIDENT_POLICY = """
 [[rule]]
@@ -66,6 +70,14 @@ async def test_a_wave_of_blocks_opens_one_incident_and_holds_destructive_steps(
     assert incidents[0].bounces == 55
     alerts = await harness.store.list_alerts()
     assert [(a.kind, a.subject) for a in alerts] == [("incident_opened", "blocked.example")]
+    with smtp_server() as smtp:
+        server = mail.MailServer("127.0.0.1", smtp.port, "none", "connector@example.com")
+        sender = AlertSender(harness.store, [EmailChannel(server, ["admin@example.com"])])
+        assert await sender.deliver_due() == 1
+        assert await sender.deliver_due() == 0, "delivered once"
+    (received,) = smtp.received
+    assert received.recipients == ["admin@example.com"]
+    assert "blocked.example" in str(received.message["Subject"])
     assert all(state.address(f"b{i}@blocked.example").status == "SINGLE_OPT_IN" for i in range(50))  # type: ignore[union-attr]
     for i, event_id in enumerate(hard):
         assert harness.status(f"h{i}@blocked.example") == "SINGLE_OPT_IN"
@@ -100,13 +112,48 @@ async def test_two_workers_on_two_connections_open_an_incident_once(
             await harness.event(contact, "mail_block_spam_detected", f"r{i}@race.example")
         policy = incident_policy()
         one = harness.worker(policy, concurrency=4)
-        two = Worker(other, harness.client, policy, one._metrics, WorkerOptions(concurrency=4))
+        two = Worker(other, harness.client, policy, Metrics(), WorkerOptions(concurrency=4))
         await asyncio.gather(one.drain(), two.drain())
         incidents = await harness.store.list_incidents(datetime.now(UTC) - timedelta(days=1))
         assert [i.domain for i in incidents] == ["race.example"]
         assert [a.subject for a in await other.list_alerts()] == ["race.example"]
     finally:
         await other.close()
+
+
+async def test_an_incident_closes_after_a_window_below_its_threshold(harness: Harness) -> None:
+    for i in range(12):
+        contact = harness.contact(f"q{i}@quiet.example")
+        await harness.event(contact, "mail_block_spam_detected", f"q{i}@quiet.example")
+    await harness.worker(incident_policy(), concurrency=4).drain()
+    since = datetime.now(UTC) - timedelta(days=1)
+    assert [(i.domain, i.open) for i in await harness.store.list_incidents(since)] == [
+        ("quiet.example", True)
+    ]
+    soon = datetime.now(UTC) + timedelta(minutes=30)
+    early = Worker(
+        harness.store,
+        harness.client,
+        incident_policy(),
+        Metrics(),
+        WorkerOptions(),
+        clock=lambda: soon,
+    )
+    await early.due_checks(force=True)
+    assert [i.open for i in await harness.store.list_incidents(since)] == [True], "still inside"
+    later = datetime.now(UTC) + timedelta(hours=2)
+    quiet = Worker(
+        harness.store,
+        harness.client,
+        incident_policy(),
+        Metrics(),
+        WorkerOptions(),
+        clock=lambda: later,
+    )
+    await quiet.due_checks(force=True)
+    assert [(i.domain, i.open) for i in await harness.store.list_incidents(since)] == [
+        ("quiet.example", False)
+    ]
 
 
 def expiring(extra: str = "") -> Policy:
