@@ -114,22 +114,12 @@ async def _opt_out_again(
     status = await client.set_email_opt_status(
         email, opted_in=False, reason=f"undo of bounce retest (action {entry.id})"
     )
-    record = StepRecord(
-        kind=StepKind.UNDO,
-        subject=str(entry.id),
-        outcome=Outcome.DONE,
+    await _written(
+        store,
+        entry,
         before={"email": email, "status": (step.after or {}).get("status")},
         after={"email": email, "status": status.status, "result": "opted out again"},
     )
-    write = to_audit(
-        record,
-        event_id=entry.event_id,
-        contact_id=entry.contact_id,
-        detail=f"undo of action {entry.id}",
-        dry_run=False,
-    )
-    await store.write_audit(write)
-    await store.mark_undone(entry.id)
     return f"opted {mask_email(email)} out again (undo of the retest, action {entry.id})"
 
 
@@ -138,20 +128,31 @@ def holds(address: EmailAddress | None, email: str) -> bool:
 
 
 async def _record(store: Store, entry: AuditEntry, email: str, field: str, how: str) -> None:
-    """The undo's own audit row first, then the undone mark on the action it reversed."""
-    record = StepRecord(
-        kind=StepKind.UNDO,
-        subject=str(entry.id),
-        outcome=Outcome.DONE,
+    await _written(
+        store,
+        entry,
         before={"field": field, "email": None},
         after={"field": field, "email": email, "result": how},
     )
-    write = to_audit(
-        record,
-        event_id=entry.event_id,
-        contact_id=entry.contact_id,
-        detail=f"undo of action {entry.id}",
-        dry_run=False,
+
+
+async def _written(
+    store: Store,
+    entry: AuditEntry,
+    *,
+    before: dict[str, str | None],
+    after: dict[str, str | None],
+) -> None:
+    """The undo's own audit row first, then the undone mark on the action it reversed."""
+    record = StepRecord(StepKind.UNDO, str(entry.id), Outcome.DONE, before=before, after=after)
+    detail = f"undo of action {entry.id}"
+    await store.write_audit(
+        to_audit(
+            record,
+            event_id=entry.event_id,
+            contact_id=entry.contact_id,
+            detail=detail,
+            dry_run=False,
+        )
     )
-    await store.write_audit(write)
     await store.mark_undone(entry.id)

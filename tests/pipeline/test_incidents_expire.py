@@ -156,6 +156,14 @@ async def test_an_incident_closes_after_a_window_below_its_threshold(harness: Ha
     ]
 
 
+def at(harness: Harness, policy: Policy, ahead: timedelta) -> Worker:
+    """A worker whose clock runs ``ahead`` of now, for what falls due later."""
+    moment = datetime.now(UTC) + ahead
+    return Worker(
+        harness.store, harness.client, policy, Metrics(), WorkerOptions(), clock=lambda: moment
+    )
+
+
 def expiring(extra: str = "") -> Policy:
     return parse_policy(
         f'[[rule]]\nbounce = "hard_bounce"\naction = "opt_out"\nexpire = "1d"\n{extra}', "expire"
@@ -170,25 +178,11 @@ async def test_an_expired_opt_out_is_opted_in_again_once_and_can_be_undone(
     await harness.worker(expiring()).drain()
     assert harness.status("e@x.com") == "MANUAL"
 
-    early = Worker(
-        harness.store,
-        harness.client,
-        expiring(),
-        harness.worker()._metrics,
-        WorkerOptions(),
-        clock=lambda: datetime.now(UTC) + timedelta(hours=23),
-    )
+    early = at(harness, expiring(), timedelta(hours=23))
     await early.due_checks(force=True)
     assert harness.status("e@x.com") == "MANUAL"
 
-    later = Worker(
-        harness.store,
-        harness.client,
-        expiring(),
-        harness.worker()._metrics,
-        WorkerOptions(),
-        clock=lambda: datetime.now(UTC) + timedelta(days=2),
-    )
+    later = at(harness, expiring(), timedelta(days=2))
     await later.due_checks(force=True)
     await later.due_checks(force=True)
     assert harness.status("e@x.com") == "SINGLE_OPT_IN"
@@ -209,14 +203,7 @@ async def test_keap_refusing_opt_in_from_a_bounce_status_is_a_skip(harness: Harn
     event_id = await harness.event(contact, "hard_bounce", "r@x.com")
     await harness.worker(expiring()).drain()
     harness.sandbox.state.set_status("r@x.com", "HARD_BOUNCE")
-    later = Worker(
-        harness.store,
-        harness.client,
-        expiring(),
-        harness.worker()._metrics,
-        WorkerOptions(),
-        clock=lambda: datetime.now(UTC) + timedelta(days=2),
-    )
+    later = at(harness, expiring(), timedelta(days=2))
     await later.due_checks(force=True)
     assert harness.status("r@x.com") == "HARD_BOUNCE"
     assert "Bounce Retest" not in harness.tags_of(contact)
