@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from connector.pipeline.outcome import StepKind, StepRecord, records
 from connector.sandbox import RunningSandbox
 from connector.store import AuditEntry, open_store
 from tests.fixtures_connector import Connector
@@ -24,16 +25,15 @@ CALLBACKS = 60
 NOTES = r"/contacts/[^/]+/notes$"
 
 
-def audit_notes(connector: Connector) -> list[AuditEntry]:
+def audit_notes(connector: Connector) -> list[StepRecord]:
     async def read() -> list[AuditEntry]:
         store = await open_store(connector.database_url)
         try:
-            entries = await store.list_audit(limit=100_000)
+            return await store.list_audit(limit=100_000)
         finally:
             await store.close()
-        return [e for e in entries if e.step == "note"]
 
-    return asyncio.run(read())
+    return [r for r in records(asyncio.run(read())) if r.kind is StepKind.NOTE]
 
 
 def test_a_note_whose_answer_is_lost_is_found_not_written_again(
@@ -61,7 +61,7 @@ def test_a_note_whose_answer_is_lost_is_found_not_written_again(
     stats = sandbox.stats()
     markers = note_markers(sandbox)
     counted = tally(events, markers)
-    found = [e for e in audit_notes(connector) if "found in Keap" in (e.after_value or "")]
+    found = [r for r in audit_notes(connector) if (r.after or {}).get("found")]
     note_posts = sum(
         1 for r in stats["log"] if r["method"] == "POST" and r["operation"] == "createNote"
     )
