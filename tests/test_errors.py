@@ -28,6 +28,7 @@ EXPECTED_TREE = {
     "KeapRequestError": "PermanentError",
     "KeapForbiddenError": "PermanentError",
     "KeapNotFoundError": "PermanentError",
+    "PagingStalledError": "PermanentError",
 }
 
 
