@@ -39,7 +39,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
 
 
 def _server(port: int, security: mail.Security, **kwargs: object) -> mail.MailServer:
-    return mail.MailServer("127.0.0.1", port, security, SENDER, **kwargs)  # type: ignore[arg-type]
+    return mail.MailServer("127.0.0.1", port, security, SENDER, **kwargs)  # type: ignore[arg-type]  # MailServer's own fields
 
 
 def _parts(message: EmailMessage) -> tuple[str, str, list[dict[str, str]], str]:

@@ -69,7 +69,8 @@ def test_command_is_in_the_readme(path: tuple[str, ...]) -> None:
 def test_command_has_help(path: tuple[str, ...]) -> None:
     command = typer.main.get_command(app)
     for word in path:
-        command = command.commands[word]  # type: ignore[attr-defined]
+        assert isinstance(command, typer.core.TyperGroup), f"{word}: under a command, not a group"
+        command = command.commands[word]
     assert (command.help or "").strip(), f"connector {' '.join(path)} has no help text"
     result = CliRunner().invoke(app, [*path, "--help"])
     assert result.exit_code == 0

@@ -100,8 +100,7 @@ async def test_a_retry_after_blanking_never_blanks_another_address(harness: Harn
     blanks = [a for a in await harness.store.audit_for_event(event_id) if a.kind == "blank_email"]
     assert [json.loads(b.before_value or "{}")["email"] for b in blanks] == ["gone@example.com"]
     assert len(harness.notes_of(cid)) == 1
-    (strike,) = await harness.store.strikes_for(str(cid), "gone@example.com") or [None]
-    assert strike is not None
+    assert len(await harness.store.strikes_for(str(cid), "gone@example.com")) == 1
     assert await harness.store.strikes_for(str(cid), "keep@example.com") == []
 
 

@@ -69,7 +69,7 @@ def assert_private_install(directory: Path) -> None:
     assert not list(directory.glob(".*.tmp")), "no temporary settings file left"
 
 
-def checks(output: str) -> list[str]:
+def checks(output: str) -> list[tuple[str, str]]:
     """The doctor lines of an output (status, name)."""
     return re.findall(r"^(ok|warn|FAIL) +(\S.*?)  ", output, flags=re.MULTILINE)
 
@@ -199,7 +199,7 @@ def test_init_with_oauth_then_serve_login_callback_and_doctor(
     assert_private_install(directory)
 
 
-def spawn_init(env: dict[str, str], cwd: Path, *args: str) -> pexpect.spawn:
+def spawn_init(env: dict[str, str], cwd: Path, *args: str) -> pexpect.spawn[str]:
     return pexpect.spawn(
         sys.executable,
         ["-m", "connector", "init", *args],

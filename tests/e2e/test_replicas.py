@@ -9,8 +9,9 @@ types (the dedupe key is contact and type, so each is one event and one strike; 
 duplicates). The policy is one rule over those types that tags and writes a note, so an event
 costs about two Keap calls (read the contact, write the note; tag writes are batched across
 events); a note carries its event's marker, which is what "0 duplicate notes" is counted on, and
-the rule's note is written once per address and bounce episode, so every contact has one. The default policy would cost up to four calls (an engagement read, tag removals)
-without proving more here. The sandbox throttles at the same ceiling the connector is given, so
+the rule's note is written once per address and bounce episode, so every contact has one. The
+default policy would cost up to four calls (an engagement read, tag removals) without proving
+more here. The sandbox throttles at the same ceiling the connector is given, so
 going over it would show as 429s as well as in the request log's timestamps.
 """
 

@@ -40,7 +40,7 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def make_client(settings: Settings, clock: FakeClock) -> Iterator[Callable[..., KeapClient]]:
+def make_client(settings: Settings, clock: FakeClock) -> Callable[..., KeapClient]:
     """Build clients on fake time: retries and pacing sleep on ``clock``, never on the wall."""
 
     def build(
@@ -58,9 +58,10 @@ def make_client(settings: Settings, clock: FakeClock) -> Iterator[Callable[..., 
         limiter = retry.pop("limiter", None) or RateLimiter(
             1000.0, clock=clock.now, sleep=clock.sleep
         )
-        assert settings.keap_api_key is not None or credentials is not None
-        creds = credentials or ApiKeyAuth(settings.keap_api_key)  # type: ignore[arg-type]
-        return KeapClient(settings, creds, limiter=limiter, retry=policy)
+        if credentials is None:
+            assert settings.keap_api_key is not None
+            credentials = ApiKeyAuth(settings.keap_api_key)
+        return KeapClient(settings, credentials, limiter=limiter, retry=policy)
 
     return build
 

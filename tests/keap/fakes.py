@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 import requests
 from pydantic import SecretStr
+from requests import PreparedRequest, Response
 from requests.adapters import BaseAdapter
 
 from connector.keap.tokens import OAuthToken
@@ -127,7 +128,17 @@ class FakeTokenServer(BaseAdapter):
         super().__init__()
         self._lock = threading.Lock()
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    # BaseAdapter.send's own signature; the annotations name PreparedRequest and Response directly
+    # because the ``requests`` field above hides the module inside the class body.
+    def send(
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> Response:
         body = request.body.decode() if isinstance(request.body, bytes) else request.body or ""
         seen = TokenRequest(
             url=str(request.url),

@@ -14,6 +14,7 @@ import respx
 
 from connector.config import Settings
 from connector.errors import (
+    ConnectorError,
     KeapForbiddenError,
     KeapNotFoundError,
     KeapRequestError,
@@ -551,7 +552,7 @@ async def test_resolve_user_id_falls_back_to_an_active_admin(
     ],
 )
 async def test_client_errors_are_mapped_and_never_retried(
-    keap: respx.MockRouter, client: KeapClient, status: int, error: type[Exception]
+    keap: respx.MockRouter, client: KeapClient, status: int, error: type[ConnectorError]
 ) -> None:
     route = keap.get("/contacts/101").respond(
         status, json={"code": status, "message": "nope"}, headers={"x-request-id": "rid-1"}
@@ -562,7 +563,8 @@ async def test_client_errors_are_mapped_and_never_retried(
 
     assert route.call_count == 1
     assert client.stats.retries == 0
-    info = caught.value.keap  # type: ignore[attr-defined]
+    info = caught.value.keap
+    assert info is not None
     assert (info.status, info.request_id, info.method) == (status, "rid-1", "GET")
     assert info.path == "/rest/v2/contacts/101"
     assert "nope" in str(caught.value)

@@ -73,7 +73,8 @@ async def test_concurrent_requests_share_one_round_trip_in_arrival_order() -> No
 
     grants = await grant_times(limiter, clock, 12)
 
-    assert store.calls == [("keap", 12, pytest.approx(0.1))]
+    expected: list[tuple[str, int, object]] = [("keap", 12, pytest.approx(0.1))]
+    assert store.calls == expected
     assert limiter.round_trips == 1
     assert grants == pytest.approx([i * 0.1 for i in range(12)])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from itertools import pairwise
 
@@ -44,7 +44,9 @@ def policy(clock: FakeClock, **kwargs: float) -> RetryPolicy:
     )
 
 
-def failing(errors: list[Exception], result: str = "ok") -> tuple[Callable[[], object], list[int]]:
+def failing(
+    errors: list[Exception], result: str = "ok"
+) -> tuple[Callable[[], Awaitable[str]], list[int]]:
     calls: list[int] = []
 
     async def call() -> str:
@@ -178,7 +180,7 @@ async def test_retries_until_success(clock: FakeClock) -> None:
     call, calls = failing([KeapUnavailableError("a"), KeapThrottledError("b")])
     seen: list[tuple[str, int]] = []
 
-    result = await policy(clock).run(call, lambda e, n, w: seen.append((type(e).__name__, n)))  # type: ignore[arg-type]
+    result = await policy(clock).run(call, lambda e, n, w: seen.append((type(e).__name__, n)))
 
     assert result == "ok"
     assert len(calls) == 3
@@ -190,7 +192,7 @@ async def test_attempts_are_bounded(clock: FakeClock) -> None:
     call, calls = failing([KeapUnavailableError(str(i)) for i in range(10)])
 
     with pytest.raises(KeapUnavailableError, match=r"^2"):
-        await policy(clock, max_attempts=3).run(call)  # type: ignore[arg-type]
+        await policy(clock, max_attempts=3).run(call)
 
     assert len(calls) == 3
 
@@ -200,7 +202,7 @@ async def test_total_time_is_bounded(clock: FakeClock) -> None:
     call, calls = failing(errors)
 
     with pytest.raises(KeapThrottledError):
-        await policy(clock, max_attempts=50, max_seconds=10.0).run(call)  # type: ignore[arg-type]
+        await policy(clock, max_attempts=50, max_seconds=10.0).run(call)
 
     assert clock.sleeps == [4.0, 4.0]
     assert len(calls) == 3
@@ -213,7 +215,7 @@ async def test_no_retry_for_errors_that_will_not_pass(clock: FakeClock, error: E
     call, calls = failing([error])
 
     with pytest.raises(type(error)):
-        await policy(clock).run(call)  # type: ignore[arg-type]
+        await policy(clock).run(call)
 
     assert len(calls) == 1
     assert clock.sleeps == []
@@ -222,7 +224,7 @@ async def test_no_retry_for_errors_that_will_not_pass(clock: FakeClock, error: E
 async def test_retry_after_overrides_backoff(clock: FakeClock) -> None:
     call, _ = failing([KeapThrottledError("t", retry_after=12.5)])
 
-    await policy(clock).run(call)  # type: ignore[arg-type]
+    await policy(clock).run(call)
 
     assert clock.sleeps == [12.5]
 

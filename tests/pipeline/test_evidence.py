@@ -31,8 +31,9 @@ async def test_a_posted_address_on_the_contact_is_the_one_acted_on(harness: Harn
     assert harness.status("one@example.com") == "SINGLE_OPT_IN"
     found = await steps(harness, event_id)
     assert found[StepKind.OPT_OUT].outcome is Outcome.DONE
-    assert found[StepKind.TARGET].after is not None
-    assert found[StepKind.TARGET].after["evidence"] == "posted address"
+    target = found[StepKind.TARGET]
+    assert target.after is not None
+    assert target.after["evidence"] == "posted address"
 
 
 async def test_another_contacts_address_touches_nothing_but_tags_and_notes(
@@ -83,7 +84,9 @@ async def test_none_posted_takes_the_one_bounced_address(harness: Harness) -> No
     target = (await steps(harness, event_id))[StepKind.TARGET]
     assert target.after is not None
     assert target.after["field"] == "EMAIL2"
-    assert target.after["evidence"].startswith("picked: EMAIL2 (no address posted")
+    evidence = target.after["evidence"]
+    assert evidence is not None
+    assert evidence.startswith("picked: EMAIL2 (no address posted")
 
 
 async def test_none_posted_and_none_bounced_takes_email1_and_says_so(harness: Harness) -> None:

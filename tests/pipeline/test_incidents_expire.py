@@ -78,7 +78,8 @@ async def test_a_wave_of_blocks_opens_one_incident_and_holds_destructive_steps(
     (received,) = smtp.received
     assert received.recipients == ["admin@example.com"]
     assert "blocked.example" in str(received.message["Subject"])
-    assert all(state.address(f"b{i}@blocked.example").status == "SINGLE_OPT_IN" for i in range(50))  # type: ignore[union-attr]
+    statuses = [state.address(f"b{i}@blocked.example") for i in range(50)]
+    assert all(a is not None and a.status == "SINGLE_OPT_IN" for a in statuses)
     for i, event_id in enumerate(hard):
         assert harness.status(f"h{i}@blocked.example") == "SINGLE_OPT_IN"
         (opt_out,) = [

@@ -100,7 +100,7 @@ def test_the_action_column_says_what_happened_to_the_destructive_step() -> None:
 
 
 def test_rows_written_before_the_codec_still_read() -> None:
-    legacy = AuditWrite(7, "9", "blank:EMAIL2", "blank_email", Outcome.DONE.value, "x", "note 3")  # type: ignore[arg-type]
+    legacy = AuditWrite(7, "9", "blank:EMAIL2", "blank_email", Outcome.DONE.value, "x", "note 3")  # type: ignore[arg-type]  # a pre-codec row: status a bare string
     record = from_audit(stored(legacy))
     assert (record.kind, record.subject) == (StepKind.BLANK_EMAIL, "EMAIL2")
     assert record.before == {"value": "x"}

@@ -161,8 +161,9 @@ async def test_policy_keys(harness: Harness, case: Case) -> None:
         assert harness.status(email) == status
     found = await steps(harness, event_id)
     for kind, (outcome, reason) in case.outcomes.items():
-        assert found[kind].outcome is outcome, found[kind].describe()
-        assert (found[kind].reason.code if found[kind].reason else None) is reason
+        step = found[kind]
+        assert step.outcome is outcome, step.describe()
+        assert (step.reason.code if step.reason else None) is reason
     if not case.outcomes:
         assert not any(k.destructive for k in found)
         assert harness.tags_of(cid) == set(), "no rule applied"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
@@ -41,10 +42,10 @@ class CountingStats:
             self.finished += 1
 
 
-async def settle(condition: object, timeout: float = 10.0) -> None:
+async def settle(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     """Yield to the loop until ``condition()`` holds (bounded; no fixed sleeps)."""
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         await asyncio.sleep(0.01)
 
@@ -54,7 +55,7 @@ async def test_issue13_item6_scrapes_query_the_store_at_most_once_per_interval(
 ) -> None:
     clock = FakeClock(100.0)
     counting = CountingStats(store)
-    store.queue_stats = counting  # type: ignore[method-assign]
+    store.queue_stats = counting  # type: ignore[method-assign]  # counts the store's calls
     app = create_app(WebhookConfig(SECRET, timedelta(minutes=10)), store, Metrics(), clock=clock)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://h") as c:
         await c.post(f"/keap/bounce/hard_bounce?key={SECRET}", content="contactId=1", headers=FORM)
@@ -78,7 +79,7 @@ async def test_issue13_item6_a_slow_store_query_never_holds_a_scrape_or_a_callba
 ) -> None:
     clock = FakeClock(100.0)
     counting = CountingStats(store)
-    store.queue_stats = counting  # type: ignore[method-assign]
+    store.queue_stats = counting  # type: ignore[method-assign]  # counts the store's calls
     app = create_app(WebhookConfig(SECRET, timedelta(minutes=10)), store, Metrics(), clock=clock)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://h") as c:
         await c.get("/metrics")  # the first scrape fills the gauges

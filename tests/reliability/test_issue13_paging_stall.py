@@ -30,9 +30,10 @@ def _client() -> KeapClient:
         return httpx.Response(200, json=ANSWERS[request.url.params.get("page_token")])
 
     settings = Settings(keap_api_key="k" * 24, keap_user_id="1")
+    assert settings.keap_api_key is not None
     return KeapClient(
         settings,
-        ApiKeyAuth(settings.keap_api_key),  # type: ignore[arg-type]
+        ApiKeyAuth(settings.keap_api_key),
         limiter=RateLimiter(1000.0),
         retry=RetryPolicy(max_attempts=1, max_seconds=1.0),
         transport=httpx.MockTransport(answer),

@@ -168,7 +168,7 @@ async def test_issue13_item7_a_flood_of_probes_costs_one_check_per_interval(stor
         calls += 1
         return await inner()
 
-    store.readiness = counting  # type: ignore[method-assign]
+    store.readiness = counting  # type: ignore[method-assign]  # counts the store's calls
     clock = FakeClock(100.0)
     app = create_app(WebhookConfig(SECRET, timedelta(minutes=10)), store, Metrics(), clock=clock)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://h") as c:

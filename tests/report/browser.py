@@ -78,7 +78,7 @@ def viewport(driver: WebDriver, width: int, height: int) -> None:
 
 # --- demo-like data ----------------------------------------------------------------------------
 
-_PEOPLE = [
+_PEOPLE: list[tuple[str, str, str, str, list[tuple[float, str]], str]] = [
     # id, given, family, address, [(days ago, type)], what the connector did
     ("1001", "Maria", "Lopez", "maria.lopez@gmail.com", [(6, "hard_bounce"), (4, "hard_bounce"),
      (1, "hard_bounce")], "opt_out"),
@@ -121,13 +121,17 @@ async def fill_demo(db: Db) -> None:
             for days, kind in bounces
         ]
         last = events[-1]
-        target = {"email": address, "field": "EMAIL1", "evidence": "posted address"}
+        target: dict[str, str | None] = {
+            "email": address,
+            "field": "EMAIL1",
+            "evidence": "posted address",
+        }
         target |= {"given_name": given, "family_name": family}
         db.clock.at(NOW - timedelta(days=bounces[-1][0]) + timedelta(minutes=1))
         await _record(
             db, last, contact, StepRecord(StepKind.TARGET, "", Outcome.DONE, after=target)
         )
-        where = {"email": address, "field": "EMAIL1"}
+        where: dict[str, str | None] = {"email": address, "field": "EMAIL1"}
         if did == "opt_out":
             await _record(
                 db, last, contact, StepRecord(StepKind.OPT_OUT, "", Outcome.DONE, after=where)
@@ -190,7 +194,7 @@ def look(driver: WebDriver, page: Path) -> Seen:
         data["scroll"],
         data["client"],
         data["groups"],
-        [tuple(x) for x in data["links"]],  # type: ignore[misc]
+        [tuple(x) for x in data["links"]],
     )
 
 

@@ -152,7 +152,14 @@ def _expected_csv(row: dict[str, Any], types: list[str]) -> dict[str, str]:
         "tags": "; ".join(row["tags"]),
         "planned_tags": "; ".join(row["planned_tags"]),
     }
-    names = ("first_bounce_at", "last_bounce_at", "status", "outcome", "action", "action_outcome")
+    names: tuple[str, ...] = (
+        "first_bounce_at",
+        "last_bounce_at",
+        "status",
+        "outcome",
+        "action",
+        "action_outcome",
+    )
     names += ("name", "address", "incident")
     for name in names:
         out[name] = row[name] or ""

@@ -92,7 +92,7 @@ _NASTY = st.sampled_from(
         "a\r\nb\x00c\x1b[31m",
     ]
 )
-_TEXT = st.one_of(_NASTY, st.text(st.characters(exclude_categories=("Cs",)), max_size=24))
+_TEXT = st.one_of(_NASTY, st.text(st.characters(exclude_categories=["Cs"]), max_size=24))
 _NON_EMPTY = _TEXT.filter(lambda s: s != "")
 _HTML_SAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 

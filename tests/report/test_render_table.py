@@ -32,10 +32,11 @@ async def test_markup_in_data_is_shown_as_typed(db: Db, hostile: str) -> None:
     event = await db.event(1, "42", hostile, BounceType.HARD_BOUNCE, hostile)
     await db.step(event, "42", f"tag_add:{hostile}")
     built = await rpt.build_report(db.store, WEEK, NOW)
-    console = Console(width=300, record=True, file=io.StringIO(), force_terminal=True)
+    out = io.StringIO()
+    console = Console(width=300, record=True, file=out, force_terminal=True)
     console.print(rpt.render_table(built))
     assert hostile in console.export_text()
-    assert "\x1b]8;" not in console.file.getvalue(), "no terminal hyperlink"  # type: ignore[attr-defined]
+    assert "\x1b]8;" not in out.getvalue(), "no terminal hyperlink"
 
 
 async def test_control_characters_are_made_visible(db: Db) -> None:

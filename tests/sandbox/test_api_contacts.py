@@ -61,7 +61,9 @@ def test_get_honours_fields_and_carries_address_status(
     assert set(body) == {"id", "email_addresses"}
     item = body["email_addresses"][0]
     assert set(item) >= {"email", "field", "email_opt_status", "is_opt_in"}
-    assert item["email_opt_status"] == sandbox.state.address(item["email"]).status  # type: ignore[union-attr]
+    address = sandbox.state.address(item["email"])
+    assert address is not None
+    assert item["email_opt_status"] == address.status
 
 
 def test_unknown_contact_is_404(api: httpx.Client) -> None:

@@ -717,12 +717,12 @@ async def test_sqlite_refresh_lock_is_a_flock_beside_the_database(
 async def test_sqlite_full_disk_fails_the_write_and_keeps_earlier_data(sqlite_store: Store) -> None:
     store = sqlite_store
     first = await store.add_event(new_event("1"), None)
-    pages = await store._call(lambda c: c.execute("PRAGMA page_count").fetchone()[0])  # type: ignore[attr-defined]
-    await store._call(lambda c: c.execute(f"PRAGMA max_page_count={pages}"))  # type: ignore[attr-defined]
+    pages = await store._call(lambda c: c.execute("PRAGMA page_count").fetchone()[0])  # type: ignore[attr-defined]  # SQLiteStore's own
+    await store._call(lambda c: c.execute(f"PRAGMA max_page_count={pages}"))  # type: ignore[attr-defined]  # SQLiteStore's own
     big = NewEvent("webhook", "hard_bounce", "2", "x@example.com", None, "k2", "x" * 200_000)
     with pytest.raises(StoreUnavailableError):
         await store.add_event(big, None)
-    await store._call(lambda c: c.execute("PRAGMA max_page_count=1073741823"))  # type: ignore[attr-defined]
+    await store._call(lambda c: c.execute("PRAGMA max_page_count=1073741823"))  # type: ignore[attr-defined]  # SQLiteStore's own
     stored = await store.get_event(first.event_id)
     assert stored is not None
     assert (await store.queue_stats()).counts["queued"] == 1
@@ -863,7 +863,7 @@ async def test_postgres_concurrent_adds_share_one_statement(
 ) -> None:
     """Group commit: calls that arrive together are stored by one statement, one commit."""
     groups: list[int] = []
-    insert = pg_store._insert_events  # type: ignore[attr-defined]
+    insert = pg_store._insert_events  # type: ignore[attr-defined]  # PostgresStore's own
 
     async def counted(group: list[object]) -> object:
         groups.append(len(group))
@@ -880,7 +880,7 @@ async def test_postgres_concurrent_adds_share_one_statement(
 async def test_postgres_scheme_alias_and_durable_commits(postgres_url: str) -> None:
     store = await open_store(postgres_url.replace("postgresql://", "postgres://", 1), migrate=True)
     try:
-        row = await store._one("SHOW synchronous_commit")  # type: ignore[attr-defined]
+        row = await store._one("SHOW synchronous_commit")  # type: ignore[attr-defined]  # SQLStore's own
         assert row == ("on",), "a 202 must follow a commit that is on disk"
     finally:
         await store.close()
