@@ -42,6 +42,15 @@ class EmailStatus(StrEnum):
 
 
 BOUNCE_STATUSES: frozenset[str] = frozenset({EmailStatus.BOUNCE, EmailStatus.HARD_BOUNCE})
+# The statuses Keap mails; every other known status keeps an address from marketing email.
+MARKETABLE_STATUSES: frozenset[str] = frozenset(
+    {
+        EmailStatus.UNENGAGED_MARKETABLE,
+        EmailStatus.SINGLE_OPT_IN,
+        EmailStatus.DOUBLE_OPT_IN,
+        EmailStatus.CONFIRMED,
+    }
+)
 
 
 def known_status(value: str | None) -> EmailStatus | None:

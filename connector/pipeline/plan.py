@@ -14,19 +14,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from connector.bounces import BounceType
-from connector.keap.models import EmailAddress, EmailField, EmailStatus
+from connector.keap.models import MARKETABLE_STATUSES, EmailAddress, EmailField
 from connector.pipeline.outcome import Outcome, Reason, SkipReason, StepKind, StepRecord
 from connector.pipeline.target import Target, same_address
 from connector.policy import Action, BounceEvent, ContactView, Plan, Policy, Strike, decide
-
-MARKETABLE = frozenset(
-    {
-        EmailStatus.UNENGAGED_MARKETABLE,
-        EmailStatus.SINGLE_OPT_IN,
-        EmailStatus.DOUBLE_OPT_IN,
-        EmailStatus.CONFIRMED,
-    }
-)
 
 
 def marketable(address: EmailAddress) -> bool | None:
@@ -35,7 +26,7 @@ def marketable(address: EmailAddress) -> bool | None:
         return address.is_opt_in
     if address.email_opt_status is None:
         return None
-    return address.email_opt_status in MARKETABLE
+    return address.email_opt_status in MARKETABLE_STATUSES
 
 
 @dataclass(frozen=True)

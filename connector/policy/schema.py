@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, PlainValidator
 from connector.bounces import VALID_TYPES_TEXT, BounceType, parse_bounce_type
 from connector.durations import parse_duration
 from connector.errors import BounceTypeError
+from connector.keap.models import MARKETABLE_STATUSES, EmailStatus
 from connector.policy.model import (
     DEFAULT_STATUS_MAP,
     Action,
@@ -172,30 +173,14 @@ def _v_title(value: object) -> str:
     return title
 
 
-# Statuses that mean the address is fine; mapping one to a bounce would act on healthy contacts.
-_MARKETABLE = frozenset({"UNENGAGED_MARKETABLE", "SINGLE_OPT_IN", "DOUBLE_OPT_IN", "CONFIRMED"})
-_UNMARKETABLE = frozenset(
-    {
-        "UNENGAGED_NON_MARKETABLE",
-        "NON_MARKETABLE",
-        "LOCKDOWN",
-        "BOUNCE",
-        "HARD_BOUNCE",
-        "MANUAL",
-        "ADMIN",
-        "SYSTEM",
-        "LIST_UNSUBSCRIBE",
-        "FEEDBACK",
-        "SPAM",
-        "INVALID",
-        "DEACTIVATED",
-    }
-)
+# A marketable status means the address is fine: mapping one to a bounce would act on healthy
+# contacts, so only the others may be mapped.
+_UNMARKETABLE = frozenset(str(status) for status in EmailStatus) - MARKETABLE_STATUSES
 
 
 def _v_status(value: object) -> str:
     key = _string(value, "a Keap email status").strip().upper()
-    if key in _MARKETABLE:
+    if key in MARKETABLE_STATUSES:
         raise ValueError("a marketable status; mapping it would act on healthy addresses")
     if key not in _UNMARKETABLE:
         raise ValueError(f"not a Keap email status; use one of {', '.join(sorted(_UNMARKETABLE))}")
